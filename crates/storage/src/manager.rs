@@ -1,0 +1,193 @@
+//! `LogManager`: every partition log under the broker's `log.dirs`, keyed by
+//! (topic, partition) and stored in `<log_dir>/<topic>-<partition>/`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use crate::config::LogConfig;
+use crate::error::{IoContext, LogError};
+use crate::log::{now_ms, PartitionLog};
+
+type Key = (String, i32);
+
+/// All partition logs of a broker.
+pub struct LogManager {
+    dirs: Vec<PathBuf>,
+    default_config: LogConfig,
+    logs: RwLock<HashMap<Key, Arc<PartitionLog>>>,
+}
+
+impl std::fmt::Debug for LogManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogManager").field("dirs", &self.dirs).field("logs", &self.read_logs().len()).finish()
+    }
+}
+
+/// Kafka's legal topic names: 1..=249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(topic: &str) -> Result<(), LogError> {
+    let legal = !topic.is_empty()
+        && topic.len() <= 249
+        && topic != "."
+        && topic != ".."
+        && topic.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if legal {
+        Ok(())
+    } else {
+        Err(LogError::InvalidTopic(format!(
+            "topic name {topic:?} must be 1-249 characters of [a-zA-Z0-9._-] and not '.' or '..'"
+        )))
+    }
+}
+
+/// `<topic>-<partition>` → (topic, partition); the topic itself may contain dashes.
+fn parse_dir_name(name: &str) -> Option<Key> {
+    let (topic, partition) = name.rsplit_once('-')?;
+    let partition: i32 = partition.parse().ok()?;
+    if partition < 0 || validate_topic_name(topic).is_err() {
+        return None;
+    }
+    Some((topic.to_string(), partition))
+}
+
+fn ignore_poison<T>(r: std::sync::LockResult<T>) -> T {
+    r.unwrap_or_else(|e| e.into_inner())
+}
+
+impl LogManager {
+    /// Opens every `<topic>-<partition>` directory under `dirs` (creating missing dirs).
+    /// Each log starts with `default`; the broker applies per-topic overrides with
+    /// [`PartitionLog::update_config`].
+    pub fn open(dirs: &[PathBuf], default: LogConfig) -> Result<Self, LogError> {
+        if dirs.is_empty() {
+            return Err(LogError::InvalidTopic("no log directories configured".into()));
+        }
+        let mut logs = HashMap::new();
+        for dir in dirs {
+            fs::create_dir_all(dir).ctx(|| format!("creating log dir {}", dir.display()))?;
+            for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+                let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let name = entry.file_name();
+                let Some(key) = parse_dir_name(&name.to_string_lossy()) else {
+                    tracing::debug!(path = %entry.path().display(), "skipping non-partition directory");
+                    continue;
+                };
+                if logs.contains_key(&key) {
+                    tracing::warn!(
+                        path = %entry.path().display(),
+                        "partition present in several log dirs, keeping the first"
+                    );
+                    continue;
+                }
+                let log = PartitionLog::open(&entry.path(), default.clone())?;
+                logs.insert(key, Arc::new(log));
+            }
+        }
+        tracing::info!(partitions = logs.len(), "loaded partition logs");
+        Ok(Self { dirs: dirs.to_vec(), default_config: default, logs: RwLock::new(logs) })
+    }
+
+    fn read_logs(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Arc<PartitionLog>>> {
+        ignore_poison(self.logs.read())
+    }
+
+    /// The config new logs get when the caller has nothing more specific.
+    pub fn default_config(&self) -> &LogConfig {
+        &self.default_config
+    }
+
+    pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        self.read_logs().get(&(topic.to_string(), partition)).cloned()
+    }
+
+    /// The existing log (config untouched), or a new one in the log dir holding the fewest
+    /// partitions.
+    pub fn get_or_create(&self, topic: &str, partition: i32, config: LogConfig) -> Result<Arc<PartitionLog>, LogError> {
+        if let Some(log) = self.get(topic, partition) {
+            return Ok(log);
+        }
+        validate_topic_name(topic)?;
+        if partition < 0 {
+            return Err(LogError::InvalidTopic(format!("partition {partition} of topic {topic} is negative")));
+        }
+        let mut logs = ignore_poison(self.logs.write());
+        let key = (topic.to_string(), partition);
+        if let Some(log) = logs.get(&key) {
+            return Ok(Arc::clone(log));
+        }
+        let dir = self.least_loaded_dir(&logs);
+        let log = Arc::new(PartitionLog::open(&dir.join(format!("{topic}-{partition}")), config)?);
+        logs.insert(key, Arc::clone(&log));
+        Ok(log)
+    }
+
+    fn least_loaded_dir(&self, logs: &HashMap<Key, Arc<PartitionLog>>) -> &Path {
+        self.dirs
+            .iter()
+            .min_by_key(|d| logs.values().filter(|l| l.dir().starts_with(d)).count())
+            .map_or_else(|| Path::new("."), |d| d.as_path())
+    }
+
+    /// Deletes the partition's files; handles still held elsewhere start failing with
+    /// [`LogError::Deleted`]. Removing an unknown partition is a no-op.
+    pub fn remove(&self, topic: &str, partition: i32) -> Result<(), LogError> {
+        let removed = ignore_poison(self.logs.write()).remove(&(topic.to_string(), partition));
+        match removed {
+            Some(log) => log.delete_in_place(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn all(&self) -> Vec<((String, i32), Arc<PartitionLog>)> {
+        self.read_logs().iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect()
+    }
+
+    /// Retention, time-based roll and flush policy across all logs; errors are logged per
+    /// partition so one bad disk does not stop the others.
+    pub fn tick(&self, now_ms: i64) {
+        for ((topic, partition), log) in self.all() {
+            match log.enforce_retention(now_ms) {
+                Ok(0) | Err(LogError::Deleted(_)) => {}
+                Ok(n) => tracing::debug!(%topic, partition, deleted = n, "retention"),
+                Err(e) => tracing::warn!(%topic, partition, error = %e, "retention failed"),
+            }
+            match log.maybe_roll_and_flush(now_ms) {
+                Ok(()) | Err(LogError::Deleted(_)) => {}
+                Err(e) => tracing::warn!(%topic, partition, error = %e, "roll/flush failed"),
+            }
+        }
+    }
+
+    /// Flushes and checkpoints every log; returns the first error after trying them all.
+    pub fn shutdown(&self) -> Result<(), LogError> {
+        let mut first_err = None;
+        for ((topic, partition), log) in self.all() {
+            if let Err(e) = log.close() {
+                tracing::error!(%topic, partition, error = %e, "closing log failed");
+                first_err.get_or_insert(e);
+            }
+        }
+        tracing::info!(at_ms = now_ms(), "log manager shut down");
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_and_topic_validation() {
+        assert_eq!(parse_dir_name("my-topic-3"), Some(("my-topic".into(), 3)));
+        assert_eq!(parse_dir_name("noprt"), None);
+        assert_eq!(parse_dir_name("t-x"), None);
+        assert_eq!(parse_dir_name("t-1.abc-delete"), None);
+        assert!(validate_topic_name("../etc").is_err());
+        assert!(validate_topic_name("ok.topic_1-x").is_ok());
+        assert!(validate_topic_name("..").is_err());
+    }
+}
