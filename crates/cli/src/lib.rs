@@ -1,1 +1,24 @@
-//! placeholder, replaced by the crate's module map
+//! Strom's user-facing programs. Each binary under `src/bin/` is one program, named as in
+//! Apache Kafka's distribution so a Kafka tutorial works with the `.sh` dropped:
+//!
+//! - `zookeeper-server-start`, `zookeeper-shell`, `keeper-bench`: the keeper's launcher, zkCli-style
+//!   shell and load generator.
+//! - `kafka-server-start`: the broker's launcher; `strom`: the single-process quick start.
+//! - `kafka-topics`, `kafka-console-producer`, `kafka-console-consumer`, the perf tests: tools
+//!   over the Kafka protocol (crate `strom-client`) or the keeper.
+//!
+//! This library holds only what the programs share: logging setup and runtime construction.
+
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`, or `warn` for interactive tools).
+pub fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},openraft=warn,sled=warn,h2=warn,tower=warn")));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A multi-threaded runtime sized for a server process.
+pub fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
