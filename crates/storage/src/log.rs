@@ -143,6 +143,8 @@ impl PartitionLog {
                 recovered_any = true;
                 let cut = seg.recover(interval, prev_next.max(base), &mut on_batch)?;
                 corrupt = cut > 0;
+                // Rewrite the rebuilt indexes now so the next open can trust them.
+                seg.flush(false)?;
             }
             prev_next = seg.next_offset();
             segments.push(Arc::new(seg));

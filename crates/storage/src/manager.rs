@@ -61,7 +61,10 @@ impl LogManager {
     /// [`PartitionLog::update_config`].
     pub fn open(dirs: &[PathBuf], default: LogConfig) -> Result<Self, LogError> {
         if dirs.is_empty() {
-            return Err(LogError::InvalidTopic("no log directories configured".into()));
+            return Err(LogError::Io(
+                "opening the log manager".into(),
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "no log directories configured (log.dirs)"),
+            ));
         }
         let mut logs = HashMap::new();
         for dir in dirs {

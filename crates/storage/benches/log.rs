@@ -1,0 +1,102 @@
+//! Partition log throughput: leader appends of 1 KiB and 16 KiB batches (validation, offset
+//! patch, one write each; page cache only, as with Kafka's default flush policy) and
+//! sequential reads of 1 MiB per call.
+//!
+//! Run: `cargo bench -p strom-storage --bench log`
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use strom_storage::batch::testing::{build_batch, BatchSpec};
+use strom_storage::{now_ms, LogConfig, PartitionLog};
+
+/// An uncompressed batch of about `target` bytes made of 100-byte records.
+fn batch_of(target: usize) -> Vec<u8> {
+    let records = (target / 120).max(1);
+    build_batch(&BatchSpec { values: vec![vec![b'x'; 100]; records], ..BatchSpec::default() })
+}
+
+fn bench_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 64 * 1024 * 1024,
+        // Keeps the benchmark's disk use bounded; enforced outside the timed section.
+        retention_bytes: 512 * 1024 * 1024,
+        ..LogConfig::default()
+    }
+}
+
+fn append(c: &mut Criterion) {
+    let mut group = c.benchmark_group("append");
+    for (name, size) in [("1KiB", 1024), ("16KiB", 16 * 1024)] {
+        let batch = batch_of(size);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = PartitionLog::open(dir.path(), bench_config()).expect("open");
+        let mut appended = 0u64;
+        group.throughput(Throughput::Bytes(batch.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || {
+                    appended += 1;
+                    if appended & 4095 == 0 {
+                        log.enforce_retention(now_ms()).expect("retention");
+                    }
+                    BytesMut::from(&batch[..])
+                },
+                |bytes| log.append(bytes, 0).expect("append"),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn sequential_read(c: &mut Criterion) {
+    let mut group = c.benchmark_group("read");
+    for (name, size) in [("1KiB", 1024), ("16KiB", 16 * 1024)] {
+        let batch = batch_of(size);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = PartitionLog::open(dir.path(), bench_config()).expect("open");
+        let total = 128 * 1024 * 1024 / batch.len();
+        for _ in 0..total {
+            log.append(BytesMut::from(&batch[..]), 0).expect("fill");
+        }
+        let max_bytes = 1024 * 1024;
+        let per_read = (max_bytes / batch.len()) * batch.len();
+        group.throughput(Throughput::Bytes(per_read as u64));
+        let mut offset = 0;
+        group.bench_function(format!("{name}_batches_1MiB_reads"), |b| {
+            b.iter(|| {
+                let info = log.read(offset, max_bytes, None).expect("read");
+                offset = info.log_end_offset.min(offset + next_offset_delta(&info.records));
+                if offset >= info.log_end_offset {
+                    offset = 0;
+                }
+                info.records.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+/// Offset after the last batch in `records` relative to the first batch's base offset.
+fn next_offset_delta(records: &[u8]) -> i64 {
+    let mut first = None;
+    let mut next = 0;
+    for item in strom_storage::batch::BatchIter::headers_only(records) {
+        let Ok((_, b)) = item else { break };
+        first.get_or_insert(b.base_offset());
+        next = b.next_offset();
+    }
+    first.map_or(1, |f| next - f)
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    targets = append, sequential_read
+}
+criterion_main!(benches);
