@@ -1,0 +1,313 @@
+//! The controller: one broker wins the ephemeral `/controller` znode and then keeps partition
+//! states consistent with the assignments and the live brokers.
+//!
+//! It reacts to changes under `/brokers/ids`, `/brokers/topics` and `/admin/delete_topics`:
+//! creates `state` znodes for new partitions, re-elects leaders whose broker died, removes
+//! dead brokers from ISRs, gives topics without one a topic id, and carries out deletions.
+//! Every leadership decision is made by [`decide_partition_state`]; writes are version
+//! checked so a stale controller cannot overwrite a newer state.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use strom_keeper::client::KeeperClient;
+use strom_keeper::{CreateMode, EventType, KeeperError, Op, WatchedEvent};
+use tokio::sync::broadcast;
+
+use crate::cluster::znodes::*;
+use crate::handlers::now_ms;
+
+/// Runs for the lifetime of one keeper session: campaigns for `/controller`, and while it
+/// holds it, reconciles on every relevant change.
+pub async fn run(zk: Arc<KeeperClient>, broker_id: i32, unclean: bool, mut events: broadcast::Receiver<WatchedEvent>) {
+    let epoch = loop {
+        match campaign(&zk, broker_id).await {
+            Ok(Some(epoch)) => break epoch,
+            Ok(None) => {
+                // Someone else is controller: wait for /controller to go away, then retry.
+                if !wait_for(&mut events, |ev| ev.path == CONTROLLER && ev.event_type == EventType::NodeDeleted).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "controller election failed");
+                return;
+            }
+        }
+    };
+    tracing::info!(broker_id, controller_epoch = epoch, "elected controller");
+    let controller = Controller { zk, broker_id, epoch, unclean };
+    loop {
+        if let Err(e) = controller.reconcile().await {
+            tracing::warn!(error = %e, "controller reconcile failed");
+            if matches!(e, KeeperError::SessionExpired | KeeperError::Closed) {
+                return;
+            }
+        }
+        if !wait_for(&mut events, is_controller_relevant).await {
+            return;
+        }
+        // Coalesce bursts (a topic creation touches several znodes).
+        while events.try_recv().is_ok() {}
+    }
+}
+
+fn is_controller_relevant(ev: &WatchedEvent) -> bool {
+    let p = ev.path.as_str();
+    if p.starts_with(DELETE_TOPICS) || p.starts_with(BROKER_IDS) {
+        return true;
+    }
+    // Our own partition-state writes would otherwise wake us again.
+    p.starts_with(BROKER_TOPICS) && !p.contains("/partitions")
+}
+
+/// Waits for an event matching `pred`; false when the event stream ended.
+async fn wait_for(events: &mut broadcast::Receiver<WatchedEvent>, pred: impl Fn(&WatchedEvent) -> bool) -> bool {
+    loop {
+        match events.recv().await {
+            Ok(ev) if pred(&ev) => return true,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return true,
+            Err(broadcast::error::RecvError::Closed) => return false,
+        }
+    }
+}
+
+/// Tries to become controller; returns the new controller epoch on success.
+async fn campaign(zk: &KeeperClient, broker_id: i32) -> Result<Option<i32>, KeeperError> {
+    let info = ControllerInfo { version: 1, brokerid: broker_id, timestamp: Some(now_ms().to_string()) };
+    let data = serde_json::to_vec(&info).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
+    match zk.create(CONTROLLER, &data, CreateMode::Ephemeral).await {
+        Ok(_) => {}
+        Err(KeeperError::NodeExists) => {
+            // Ours from this very session (a retried create) counts as a win.
+            match zk.exists(CONTROLLER, false).await? {
+                Some(stat) if stat.ephemeral_owner == zk.session_id() => {}
+                Some(_) => return Ok(None),
+                // Vanished between our create and exists: campaign again.
+                None => return Box::pin(campaign(zk, broker_id)).await,
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    bump_epoch(zk).await.map(Some)
+}
+
+async fn bump_epoch(zk: &KeeperClient) -> Result<i32, KeeperError> {
+    loop {
+        match zk.get_data(CONTROLLER_EPOCH, false).await {
+            Ok((data, stat)) => {
+                let current: i32 = std::str::from_utf8(&data).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+                let next = current + 1;
+                match zk.set_data(CONTROLLER_EPOCH, next.to_string().as_bytes(), Some(stat.version)).await {
+                    Ok(_) => return Ok(next),
+                    Err(KeeperError::BadVersion) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(KeeperError::NoNode) => match zk.create(CONTROLLER_EPOCH, b"1", CreateMode::Persistent).await {
+                Ok(_) => return Ok(1),
+                Err(KeeperError::NodeExists) => continue,
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+struct Controller {
+    zk: Arc<KeeperClient>,
+    broker_id: i32,
+    epoch: i32,
+    unclean: bool,
+}
+
+impl Controller {
+    async fn reconcile(&self) -> Result<(), KeeperError> {
+        let zk = &self.zk;
+        let live: BTreeSet<i32> =
+            zk.get_children(BROKER_IDS, false).await?.iter().filter_map(|c| c.parse().ok()).collect();
+        let deleting: BTreeSet<String> = zk.get_children(DELETE_TOPICS, false).await?.into_iter().collect();
+        for topic in &deleting {
+            self.delete_topic(topic).await?;
+        }
+        for topic in zk.get_children(BROKER_TOPICS, false).await? {
+            if deleting.contains(&topic) {
+                continue;
+            }
+            self.reconcile_topic(&topic, &live).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_topic(&self, topic: &str) -> Result<(), KeeperError> {
+        let zk = &self.zk;
+        for path in [partitions_path(topic), topic_config_path(topic)] {
+            match zk.delete_all(&path).await {
+                Ok(()) | Err(KeeperError::NoNode) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The topic node and the marker go together, so nobody sees the topic gone while it
+        // is still "marked for deletion" (a re-create right after DeleteTopics must work).
+        let both = vec![
+            Op::Delete { path: topic_path(topic), version: -1 },
+            Op::Delete { path: delete_topic_path(topic), version: -1 },
+        ];
+        match zk.multi(both).await {
+            Ok(_) => {}
+            Err(KeeperError::NoNode) => match zk.delete(&delete_topic_path(topic), None).await {
+                Ok(()) | Err(KeeperError::NoNode) => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+        tracing::info!(topic, controller = self.broker_id, "topic deleted");
+        Ok(())
+    }
+
+    async fn reconcile_topic(&self, topic: &str, live: &BTreeSet<i32>) -> Result<(), KeeperError> {
+        let zk = &self.zk;
+        let (data, stat) = match zk.get_data(&topic_path(topic), false).await {
+            Ok(v) => v,
+            Err(KeeperError::NoNode) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut assignment: TopicAssignment = match serde_json::from_slice(&data) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "unreadable topic assignment");
+                return Ok(());
+            }
+        };
+        if assignment.topic_uuid().is_none() {
+            // Topics written by tools that predate topic ids get one, as Kafka's controller does.
+            assignment.topic_id = Some(encode_uuid(random_uuid()));
+            assignment.version = assignment.version.max(3);
+            let data = serde_json::to_vec(&assignment).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
+            match zk.set_data(&topic_path(topic), &data, Some(stat.version)).await {
+                Ok(_) | Err(KeeperError::BadVersion) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(replicas) = assignment.replicas() else {
+            return Ok(());
+        };
+        for (p, replicas) in replicas.iter().enumerate() {
+            let p = p as i32;
+            let current = crate::cluster::loader::load_partition_state(zk, topic, p).await?;
+            let decided =
+                decide_partition_state(current.as_ref().map(|(s, _)| s), replicas, live, self.epoch, self.unclean);
+            let Some(next) = decided else { continue };
+            let data = serde_json::to_vec(&next).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
+            let path = partition_state_path(topic, p);
+            let res = match current {
+                Some((_, version)) => zk.set_data(&path, &data, Some(version)).await.map(|_| ()),
+                None => zk.create_all(&path, &data, CreateMode::Persistent).await.map(|_| ()),
+            };
+            match res {
+                Ok(()) => tracing::info!(
+                    topic,
+                    partition = p,
+                    leader = next.leader,
+                    leader_epoch = next.leader_epoch,
+                    isr = ?next.isr,
+                    "partition state changed"
+                ),
+                // Someone changed it concurrently; the resulting event brings us back here.
+                Err(KeeperError::BadVersion | KeeperError::NodeExists) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Leader election and ISR maintenance for one partition: the new state to write, or `None`
+/// when the current one stands. New partitions get the first live replica (assignment order)
+/// as leader and the live replicas as ISR; a dead leader is replaced by the first live ISR
+/// member (any live replica only with unclean election); dead brokers leave the ISR. The
+/// leader epoch grows with every change, as in Kafka.
+pub fn decide_partition_state(
+    current: Option<&PartitionState>,
+    replicas: &[i32],
+    live: &BTreeSet<i32>,
+    controller_epoch: i32,
+    unclean: bool,
+) -> Option<PartitionState> {
+    let live_replicas: Vec<i32> = replicas.iter().copied().filter(|r| live.contains(r)).collect();
+    let Some(cur) = current else {
+        // No live replica: leave the partition offline until one registers.
+        let leader = *live_replicas.first()?;
+        return Some(PartitionState { controller_epoch, leader, version: 1, leader_epoch: 0, isr: live_replicas });
+    };
+    let live_isr: Vec<i32> = cur.isr.iter().copied().filter(|r| live.contains(r)).collect();
+    if cur.leader >= 0 && live.contains(&cur.leader) {
+        if live_isr.len() == cur.isr.len() {
+            return None;
+        }
+        return Some(PartitionState {
+            controller_epoch,
+            leader: cur.leader,
+            version: 1,
+            leader_epoch: cur.leader_epoch + 1,
+            isr: live_isr,
+        });
+    }
+    // The leader is gone (or there is none): prefer assignment order among live ISR members.
+    let from_isr = replicas.iter().copied().find(|r| live_isr.contains(r));
+    let (leader, isr) = match from_isr {
+        Some(l) => (l, live_isr),
+        None if unclean && !live_replicas.is_empty() => (live_replicas[0], vec![live_replicas[0]]),
+        None => {
+            if cur.leader == -1 {
+                return None;
+            }
+            // Offline: keep the last ISR so a returning member can lead again without data loss.
+            (-1, cur.isr.clone())
+        }
+    };
+    Some(PartitionState { controller_epoch, leader, version: 1, leader_epoch: cur.leader_epoch + 1, isr })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(ids: &[i32]) -> BTreeSet<i32> {
+        ids.iter().copied().collect()
+    }
+
+    #[test]
+    fn new_partition_leader_is_first_live_replica() {
+        let s = decide_partition_state(None, &[2, 1, 3], &live(&[1, 3]), 5, false).unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.isr.clone()), (1, 0, vec![1, 3]));
+        assert_eq!(s.controller_epoch, 5);
+        assert!(decide_partition_state(None, &[2], &live(&[1]), 5, false).is_none());
+    }
+
+    #[test]
+    fn dead_leader_fails_over_within_isr() {
+        let cur = PartitionState { controller_epoch: 1, leader: 1, version: 1, leader_epoch: 3, isr: vec![1, 2] };
+        let s = decide_partition_state(Some(&cur), &[1, 2, 3], &live(&[2, 3]), 2, false).unwrap();
+        assert_eq!((s.leader, s.leader_epoch, s.isr), (2, 4, vec![2]));
+        // 3 is live but was never in the ISR: clean election leaves the partition offline.
+        let cur = PartitionState { controller_epoch: 1, leader: 1, version: 1, leader_epoch: 3, isr: vec![1] };
+        let s = decide_partition_state(Some(&cur), &[1, 3], &live(&[3]), 2, false).unwrap();
+        assert_eq!((s.leader, s.isr.clone()), (-1, vec![1]));
+        assert!(decide_partition_state(Some(&s), &[1, 3], &live(&[3]), 2, false).is_none());
+        let u = decide_partition_state(Some(&cur), &[1, 3], &live(&[3]), 2, true).unwrap();
+        assert_eq!((u.leader, u.isr), (3, vec![3]));
+        // The old leader returns: it leads again.
+        let back = decide_partition_state(Some(&s), &[1, 3], &live(&[1, 3]), 2, false).unwrap();
+        assert_eq!((back.leader, back.leader_epoch), (1, 5));
+    }
+
+    #[test]
+    fn stable_state_is_left_alone_and_dead_followers_leave_isr() {
+        let cur = PartitionState { controller_epoch: 1, leader: 1, version: 1, leader_epoch: 0, isr: vec![1, 2] };
+        assert!(decide_partition_state(Some(&cur), &[1, 2], &live(&[1, 2]), 1, false).is_none());
+        let s = decide_partition_state(Some(&cur), &[1, 2], &live(&[1]), 1, false).unwrap();
+        assert_eq!((s.leader, s.isr), (1, vec![1]));
+    }
+}

@@ -1,0 +1,154 @@
+//! [`Broker`]: wires config, storage, the keeper session and the listener together, and
+//! owns their lifetimes.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strom_storage::LogManager;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::Cluster;
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::handlers::{now_ms, BrokerState};
+use crate::metadata::MetadataCache;
+use crate::network;
+use crate::producer_ids::ProducerIds;
+use crate::replica::ReplicaManager;
+
+/// A running broker.
+pub struct Broker {
+    local_addr: SocketAddr,
+    state: Arc<BrokerState>,
+    shutdown: watch::Sender<bool>,
+    stopped: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Broker {
+    /// Binds the listener, opens the logs, joins the cluster through the keeper and starts
+    /// serving. Returns once clients can connect.
+    pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let started = std::time::Instant::now();
+        let bind = config.listener().bind_addr();
+        let listener =
+            TcpListener::bind(&bind).await.map_err(|source| BrokerError::Bind { addr: bind.clone(), source })?;
+        let local_addr = listener.local_addr()?;
+        let endpoint = config.advertised_endpoint(local_addr);
+        let log_config = config.log_config();
+        let logs = LogManager::open(&config.log_dirs, log_config.clone())
+            .map_err(|source| BrokerError::Storage { dirs: config.log_dirs.clone(), source })?;
+        let replicas = Arc::new(ReplicaManager::new(config.broker_id, logs, log_config));
+        let cache = Arc::new(MetadataCache::default());
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (cluster, cluster_task) = match Cluster::start(
+            config.clone(),
+            cache.clone(),
+            replicas.clone(),
+            endpoint.clone(),
+            shutdown_rx.clone(),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                if let Err(close) = replicas.shutdown() {
+                    tracing::warn!(error = %close, "closing logs after failed start");
+                }
+                return Err(e);
+            }
+        };
+        let known = cache.snapshot();
+        for topic in replicas.local_topics() {
+            if known.topic(&topic).is_none() {
+                tracing::warn!(topic, "local log for a topic the keeper does not know; left untouched");
+            }
+        }
+        let tick_every = Duration::from_millis(config.log_retention_check_interval_ms.max(10));
+        let state = Arc::new(BrokerState {
+            config,
+            cache,
+            replicas: replicas.clone(),
+            cluster,
+            producer_ids: ProducerIds::default(),
+        });
+        let accept = tokio::spawn(network::accept_loop(listener, state.clone(), shutdown_rx.clone()));
+        let ticker = tokio::spawn(tick_loop(replicas, tick_every, shutdown_rx));
+        tracing::info!(
+            broker_id = state.config.broker_id,
+            %local_addr,
+            advertised = %format!("{}:{}", endpoint.0, endpoint.1),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "broker started"
+        );
+        Ok(Broker {
+            local_addr,
+            state,
+            shutdown,
+            stopped: watch::channel(false).0,
+            tasks: Mutex::new(vec![accept, ticker, cluster_task.handle]),
+        })
+    }
+
+    /// The address the listener is bound to (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The broker's id.
+    pub fn id(&self) -> i32 {
+        self.state.config.broker_id
+    }
+
+    /// Stops accepting, closes connections, leaves the cluster (closing the keeper session so
+    /// the registration and any controller role go at once) and flushes every log.
+    pub async fn shutdown(&self) {
+        if self.shutdown.send_replace(true) {
+            self.wait().await;
+            return;
+        }
+        let tasks = match self.tasks.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for t in tasks {
+            if let Err(e) = t.await {
+                tracing::warn!(error = %e, "broker task ended abnormally");
+            }
+        }
+        self.state.cluster.close().await;
+        if let Err(e) = self.state.replicas.shutdown() {
+            tracing::error!(error = %e, "flushing logs at shutdown failed");
+        }
+        tracing::info!(broker_id = self.state.config.broker_id, "broker stopped");
+        self.stopped.send_replace(true);
+    }
+
+    /// Resolves once the broker has been shut down.
+    pub async fn wait(&self) {
+        let mut rx = self.stopped.subscribe();
+        // An error means the sender is gone, i.e. the broker itself was dropped.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+}
+
+async fn tick_loop(replicas: Arc<ReplicaManager>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let replicas = replicas.clone();
+                // Retention deletes files; keep that off the async workers.
+                if let Err(e) = tokio::task::spawn_blocking(move || replicas.tick(now_ms())).await {
+                    tracing::warn!(error = %e, "log maintenance task failed");
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}

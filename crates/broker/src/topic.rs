@@ -1,0 +1,244 @@
+//! Topic rules: Kafka's name rules, the topic-level configs (defaults, validation, mapping to
+//! the log config) and replica assignment.
+
+use std::collections::BTreeMap;
+
+use strom_storage::LogConfig;
+
+use crate::config::BrokerConfig;
+
+/// Kafka's limit: 249 characters, so `<topic>-<partition>` directories stay under 255.
+pub const MAX_NAME_LEN: usize = 249;
+
+/// Checks a topic name against Kafka's rules; the error text is what clients see.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!(
+            "Topic name is illegal, it can't be longer than {MAX_NAME_LEN} characters, topic name: {name}"
+        ));
+    }
+    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-' (found {bad:?})"
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's internal topics.
+pub fn is_internal(name: &str) -> bool {
+    name == "__consumer_offsets" || name == "__transaction_state"
+}
+
+/// The kind of value a topic config takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    Boolean,
+    Int,
+    Long,
+    Double,
+    String,
+    List,
+}
+
+impl ConfigType {
+    /// DescribeConfigs' `config_type` code.
+    pub fn code(self) -> i8 {
+        match self {
+            ConfigType::Boolean => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::Double => 6,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// A topic-level config key: name, type, and the broker config its default comes from.
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub kind: ConfigType,
+    pub broker_key: Option<&'static str>,
+    default: fn(&BrokerConfig) -> String,
+}
+
+impl TopicConfigDef {
+    pub fn default_value(&self, cfg: &BrokerConfig) -> String {
+        (self.default)(cfg)
+    }
+}
+
+macro_rules! def {
+    ($name:expr, $kind:ident, $broker:expr, $default:expr) => {
+        TopicConfigDef { name: $name, kind: ConfigType::$kind, broker_key: $broker, default: $default }
+    };
+}
+
+/// Kafka's topic configs with their defaults (taken from the broker's config where Kafka does).
+pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    def!("cleanup.policy", List, Some("log.cleanup.policy"), |c| c.log_cleanup_policy.clone()),
+    def!("compression.type", String, Some("compression.type"), |c| c.compression_type.clone()),
+    def!("delete.retention.ms", Long, Some("log.cleaner.delete.retention.ms"), |_| "86400000".into()),
+    def!("file.delete.delay.ms", Long, Some("log.segment.delete.delay.ms"), |_| "60000".into()),
+    def!("flush.messages", Long, Some("log.flush.interval.messages"), |c| c.log_flush_interval_messages.to_string()),
+    def!("flush.ms", Long, Some("log.flush.interval.ms"), |c| c.log_flush_interval_ms.to_string()),
+    def!("index.interval.bytes", Int, Some("log.index.interval.bytes"), |c| c.log_index_interval_bytes.to_string()),
+    def!("max.compaction.lag.ms", Long, Some("log.cleaner.max.compaction.lag.ms"), |_| i64::MAX.to_string()),
+    def!("max.message.bytes", Int, Some("message.max.bytes"), |c| c.message_max_bytes.to_string()),
+    def!("message.timestamp.type", String, Some("log.message.timestamp.type"), |_| "CreateTime".into()),
+    def!("min.cleanable.dirty.ratio", Double, Some("log.cleaner.min.cleanable.ratio"), |_| "0.5".into()),
+    def!("min.compaction.lag.ms", Long, Some("log.cleaner.min.compaction.lag.ms"), |_| "0".into()),
+    def!("min.insync.replicas", Int, Some("min.insync.replicas"), |c| c.min_insync_replicas.to_string()),
+    def!("preallocate", Boolean, Some("log.preallocate"), |_| "false".into()),
+    def!("retention.bytes", Long, Some("log.retention.bytes"), |c| c.log_retention_bytes.to_string()),
+    def!("retention.ms", Long, Some("log.retention.ms"), |c| c.log_retention_ms.to_string()),
+    def!("segment.bytes", Int, Some("log.segment.bytes"), |c| c.log_segment_bytes.to_string()),
+    def!("segment.index.bytes", Int, Some("log.index.size.max.bytes"), |_| "10485760".into()),
+    def!("segment.jitter.ms", Long, Some("log.roll.jitter.ms"), |_| "0".into()),
+    def!("segment.ms", Long, Some("log.roll.ms"), |c| c.log_roll_ms.to_string()),
+    def!("unclean.leader.election.enable", Boolean, Some("unclean.leader.election.enable"), |c| c
+        .unclean_leader_election_enable
+        .to_string()),
+];
+
+/// The definition of a topic config key, if Kafka has one by that name.
+pub fn config_def(name: &str) -> Option<&'static TopicConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// Validates one topic config override; the error names the key.
+pub fn validate_config(name: &str, value: &str) -> Result<(), String> {
+    let def = config_def(name).ok_or_else(|| format!("Unknown topic config name: {name}"))?;
+    let bad = |what: &str| format!("Invalid value {value} for configuration {name}: {what}");
+    match def.kind {
+        ConfigType::Boolean => match value.to_ascii_lowercase().as_str() {
+            "true" | "false" => Ok(()),
+            _ => Err(bad("Expected value to be either true or false")),
+        },
+        ConfigType::Int => value.trim().parse::<i32>().map(|_| ()).map_err(|_| bad("Not a number of type INT")),
+        ConfigType::Long => value.trim().parse::<i64>().map(|_| ()).map_err(|_| bad("Not a number of type LONG")),
+        ConfigType::Double => value.trim().parse::<f64>().map(|_| ()).map_err(|_| bad("Not a number of type DOUBLE")),
+        ConfigType::String | ConfigType::List => match name {
+            "cleanup.policy" => value
+                .split(',')
+                .map(str::trim)
+                .all(|p| p == "delete" || p == "compact")
+                .then_some(())
+                .ok_or_else(|| bad("String must be one of: compact, delete")),
+            "compression.type" => ["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]
+                .contains(&value)
+                .then_some(())
+                .ok_or_else(|| bad("String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer")),
+            "message.timestamp.type" => ["CreateTime", "LogAppendTime"]
+                .contains(&value)
+                .then_some(())
+                .ok_or_else(|| bad("String must be one of: CreateTime, LogAppendTime")),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// Applies topic overrides to a log config (values were validated when written).
+pub fn apply_overrides(mut cfg: LogConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
+    for (k, v) in overrides {
+        let v = v.trim();
+        match k.as_str() {
+            "retention.ms" => set(&mut cfg.retention_ms, v),
+            "retention.bytes" => set(&mut cfg.retention_bytes, v),
+            "segment.bytes" => set(&mut cfg.segment_bytes, v),
+            "segment.ms" => set(&mut cfg.segment_ms, v),
+            "index.interval.bytes" => set(&mut cfg.index_interval_bytes, v),
+            "flush.messages" => set(&mut cfg.flush_interval_messages, v),
+            "flush.ms" => set(&mut cfg.flush_interval_ms, v),
+            "max.message.bytes" => set(&mut cfg.max_message_bytes, v),
+            _ => {}
+        }
+    }
+    cfg
+}
+
+fn set<T: std::str::FromStr>(slot: &mut T, v: &str) {
+    if let Ok(parsed) = v.parse() {
+        *slot = parsed;
+    }
+}
+
+/// Kafka's rack-unaware assignment: replicas of partition p start at broker
+/// `(start + p) % n` and follow with a shift that grows every `n` partitions, so leaders and
+/// followers spread evenly. `brokers` must be sorted and non-empty, `rf <= brokers.len()`.
+pub fn assign_replicas(
+    brokers: &[i32],
+    partitions: i32,
+    rf: usize,
+    first_partition: i32,
+    start: usize,
+) -> Vec<Vec<i32>> {
+    let n = brokers.len();
+    let mut out = Vec::with_capacity(partitions.max(0) as usize);
+    let mut shift = start;
+    for p in 0..partitions as usize {
+        let abs = first_partition as usize + p;
+        if abs > 0 && abs.is_multiple_of(n) {
+            shift += 1;
+        }
+        let first = (abs + start) % n;
+        let mut replicas = vec![brokers[first]];
+        for j in 0..rf.saturating_sub(1) {
+            let step = 1 + (shift + j) % (n - 1).max(1);
+            replicas.push(brokers[(first + step) % n]);
+        }
+        replicas.dedup();
+        out.push(replicas);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_name_rules() {
+        assert!(validate_name("orders.v1_x-2").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name(".").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name("bad name").is_err());
+        assert!(validate_name("bad/name").is_err());
+        assert!(validate_name(&"a".repeat(249)).is_ok());
+        assert!(validate_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn config_validation_names_the_key() {
+        assert!(validate_config("retention.ms", "1000").is_ok());
+        assert!(validate_config("retention.ms", "soon").unwrap_err().contains("retention.ms"));
+        assert!(validate_config("no.such.key", "1").unwrap_err().contains("no.such.key"));
+        assert!(validate_config("cleanup.policy", "compact,delete").is_ok());
+        assert!(validate_config("cleanup.policy", "shred").is_err());
+    }
+
+    #[test]
+    fn assignment_spreads_leaders_and_never_repeats_a_broker() {
+        let brokers = [1, 2, 3];
+        let a = assign_replicas(&brokers, 6, 3, 0, 0);
+        assert_eq!(a.len(), 6);
+        for r in &a {
+            let mut s = r.clone();
+            s.sort();
+            s.dedup();
+            assert_eq!(s.len(), 3, "{r:?}");
+        }
+        let leaders: Vec<i32> = a.iter().map(|r| r[0]).collect();
+        assert_eq!(leaders, vec![1, 2, 3, 1, 2, 3]);
+        let single = assign_replicas(&[7], 3, 1, 0, 0);
+        assert_eq!(single, vec![vec![7], vec![7], vec![7]]);
+    }
+}
