@@ -1,0 +1,189 @@
+//! What the back ends return, argument parsing shared by both, and Kafka's output format.
+
+use std::fmt::Write;
+
+use strom_client::ClientError;
+
+/// Failure of the topic command; `Display` is the text after Kafka's
+/// "Error while executing topic command : " prefix.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicCommandError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Message(String),
+    #[error("{0}")]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Keeper(#[from] strom_keeper::KeeperError),
+}
+
+pub fn missing_topic(name: &str) -> TopicCommandError {
+    TopicCommandError::Message(format!("Topic '{name}' does not exist as expected"))
+}
+
+pub fn already_exists(name: &str) -> TopicCommandError {
+    TopicCommandError::Message(format!("Topic '{name}' already exists."))
+}
+
+/// What `--create` asked for; `None` counts mean the broker default (bootstrap mode only).
+#[derive(Debug, Clone)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: Option<i32>,
+    pub replication_factor: Option<i16>,
+    pub assignment: Option<Vec<Vec<i32>>>,
+    pub configs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartitionDescription {
+    pub partition: i32,
+    /// -1 when there is no leader.
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TopicDescription {
+    pub name: String,
+    pub topic_id: Option<String>,
+    pub configs: Vec<(String, String)>,
+    pub partitions: Vec<PartitionDescription>,
+    pub marked_for_deletion: bool,
+}
+
+fn join(ids: &[i32]) -> String {
+    ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+impl TopicDescription {
+    /// Kafka's `--describe` block: a topic line, then one tab-indented line per partition.
+    pub fn render(&self) -> String {
+        let rf = self.partitions.first().map_or(0, |p| p.replicas.len());
+        let configs = self.configs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let mut out = format!("Topic: {}\t", self.name);
+        if let Some(id) = &self.topic_id {
+            let _ = write!(out, "TopicId: {id}\t");
+        }
+        let _ = write!(out, "PartitionCount: {}\tReplicationFactor: {rf}\tConfigs: {configs}", self.partitions.len());
+        if self.marked_for_deletion {
+            out.push_str("\tMarkedForDeletion: true");
+        }
+        out.push('\n');
+        for p in &self.partitions {
+            let leader = if p.leader < 0 { "none".to_owned() } else { p.leader.to_string() };
+            let _ = writeln!(
+                out,
+                "\tTopic: {}\tPartition: {}\tLeader: {leader}\tReplicas: {}\tIsr: {}{}",
+                self.name,
+                p.partition,
+                join(&p.replicas),
+                join(&p.isr),
+                if self.marked_for_deletion { "\tMarkedForDeletion: true" } else { "" }
+            );
+        }
+        out
+    }
+}
+
+/// `--config name=value` entries, in order.
+pub fn parse_configs(raw: &[String]) -> Result<Vec<(String, String)>, TopicCommandError> {
+    raw.iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(TopicCommandError::Usage(format!(
+                "Invalid topic config: all configs to be added must be in the format \"key=val\", got '{kv}'"
+            ))),
+        })
+        .collect()
+}
+
+/// `--replica-assignment 1:2,2:3`: per partition (comma-separated) its broker ids (colon-separated).
+pub fn parse_replica_assignment(raw: &str) -> Result<Vec<Vec<i32>>, TopicCommandError> {
+    let mut out = Vec::new();
+    for (p, part) in raw.split(',').enumerate() {
+        let ids: Result<Vec<i32>, _> = part.split(':').map(|b| b.trim().parse::<i32>()).collect();
+        let ids = ids.map_err(|_| {
+            TopicCommandError::Usage(format!(
+                "--replica-assignment: partition {p} has a non-numeric broker id in '{part}'"
+            ))
+        })?;
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        if sorted.len() != ids.len() {
+            return Err(TopicCommandError::Message(format!(
+                "Partition replica lists may not contain duplicate entries: {part}"
+            )));
+        }
+        if p > 0 && ids.len() != out.first().map_or(0, Vec::len) {
+            return Err(TopicCommandError::Message(format!("Partition {p} has different replication factor: {part}")));
+        }
+        out.push(ids);
+    }
+    Ok(out)
+}
+
+/// Kafka's topic name rules.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicCommandError> {
+    let bad = |why: String| Err(TopicCommandError::Message(why));
+    if name.is_empty() {
+        return bad("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return bad("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > 249 {
+        return bad(format!("Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return bad(format!(
+            "Topic name \"{name}\" is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_kafka() {
+        let t = TopicDescription {
+            name: "test".into(),
+            topic_id: Some("AAAAAAAAAAAAAAAAAAAAAA".into()),
+            configs: vec![("retention.ms".into(), "1000".into())],
+            partitions: vec![PartitionDescription { partition: 0, leader: 1, replicas: vec![1, 2], isr: vec![2, 1] }],
+            marked_for_deletion: false,
+        };
+        assert_eq!(
+            t.render(),
+            "Topic: test\tTopicId: AAAAAAAAAAAAAAAAAAAAAA\tPartitionCount: 1\tReplicationFactor: 2\tConfigs: retention.ms=1000\n\tTopic: test\tPartition: 0\tLeader: 1\tReplicas: 1,2\tIsr: 2,1\n"
+        );
+    }
+
+    #[test]
+    fn parses_assignment_and_rejects_bad_ones() {
+        assert_eq!(parse_replica_assignment("1:2,2:3").ok(), Some(vec![vec![1, 2], vec![2, 3]]));
+        assert!(parse_replica_assignment("1:x").is_err());
+        assert!(parse_replica_assignment("1:1").is_err());
+        assert!(parse_replica_assignment("1:2,3").is_err());
+    }
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("my-topic_1.x").is_ok());
+        for bad in ["", ".", "..", "a b", "t/x", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn configs_need_key_and_equals() {
+        assert_eq!(parse_configs(&["a=b=c".into()]).ok(), Some(vec![("a".into(), "b=c".into())]));
+        assert!(parse_configs(&["novalue".into()]).is_err());
+    }
+}
