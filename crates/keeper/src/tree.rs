@@ -55,6 +55,7 @@ enum NodeKind {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Node {
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
     stat: Stat,
     kind: NodeKind,
@@ -73,6 +74,7 @@ impl Node {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SessionInfo {
     pub timeout_ms: i32,
+    #[serde(with = "serde_bytes")]
     pub password: Vec<u8>,
     pub ephemerals: BTreeSet<String>,
 }

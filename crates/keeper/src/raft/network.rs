@@ -67,7 +67,10 @@ impl PeerConnection {
             Rpc::Vote => client.vote(request).await,
             Rpc::Snapshot => client.install_snapshot(request).await,
         };
-        let reply = reply.map_err(|s| RPCError::Unreachable(Unreachable::new(&TransportError(s.to_string()))))?;
+        let reply = reply.map_err(|s| {
+            tracing::debug!(target = self.target, status = %s, "raft rpc failed");
+            RPCError::Unreachable(Unreachable::new(&TransportError(s.to_string())))
+        })?;
         let result: Result<Resp, RaftError<NodeId, E>> =
             bincode::deserialize(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

@@ -33,6 +33,7 @@ struct SnapshotData {
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
     meta: SnapshotMeta<NodeId, openraft::BasicNode>,
+    #[serde(with = "serde_bytes")]
     data: Vec<u8>,
 }
 

@@ -78,9 +78,12 @@ impl KeeperServer {
         };
         let raft_config = openraft::Config {
             cluster_name: "strom-keeper".into(),
-            heartbeat_interval: 100,
-            election_timeout_min: 700,
-            election_timeout_max: 1400,
+            // openraft bounds each AppendEntries by the heartbeat interval, so it must cover
+            // a batch of up to `max_payload_entries` entries plus the follower's fsync.
+            heartbeat_interval: 250,
+            election_timeout_min: 1000,
+            election_timeout_max: 2000,
+            max_payload_entries: 64,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snap_count),
             max_in_snapshot_log_to_keep: 1000,

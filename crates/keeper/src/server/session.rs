@@ -319,6 +319,21 @@ fn dispatch(
             return reply_now(tx, resp);
         }
     };
+    if let Command::Write { ops, .. } = &cmd {
+        // Refuse oversized data before it costs a trip through Raft.
+        for op in ops {
+            if let Op::Create { data, .. } | Op::SetData { data, .. } = op {
+                if data.len() > crate::types::MAX_DATA_LEN {
+                    let e = KeeperError::BadArguments(format!(
+                        "data of {} bytes exceeds the {}-byte limit",
+                        data.len(),
+                        crate::types::MAX_DATA_LEN
+                    ));
+                    return reply_now(tx, error_response(xid, 0, &e));
+                }
+            }
+        }
+    }
     let is_multi = matches!(&cmd, Command::Write { multi: true, .. });
     let rx = ctx.node.submit(cmd);
     let replica = ctx.node.replica.clone();
