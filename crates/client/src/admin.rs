@@ -10,8 +10,8 @@ use kafka_protocol::messages::create_topics_request::{
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, TopicName,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -31,13 +31,7 @@ pub struct NewTopic {
 
 impl NewTopic {
     pub fn new(name: &str, partitions: i32, replication_factor: i16) -> Self {
-        NewTopic {
-            name: name.to_owned(),
-            partitions,
-            replication_factor,
-            assignment: Vec::new(),
-            configs: Vec::new(),
-        }
+        NewTopic { name: name.to_owned(), partitions, replication_factor, assignment: Vec::new(), configs: Vec::new() }
     }
 }
 
@@ -109,9 +103,7 @@ impl Admin {
                                     .map(|(p, replicas)| {
                                         CreatableReplicaAssignment::default()
                                             .with_partition_index(*p)
-                                            .with_broker_ids(
-                                                replicas.iter().map(|&b| BrokerId(b)).collect(),
-                                            )
+                                            .with_broker_ids(replicas.iter().map(|&b| BrokerId(b)).collect())
                                     })
                                     .collect(),
                             )
@@ -135,10 +127,7 @@ impl Admin {
             .map(|t| {
                 let r = resp.topics.iter().find(|r| r.name.0.as_str() == t.name);
                 let result = match r {
-                    None => Err(ClientError::protocol(
-                        "CreateTopics response",
-                        format!("no entry for '{}'", t.name),
-                    )),
+                    None => Err(ClientError::protocol("CreateTopics response", format!("no entry for '{}'", t.name))),
                     Some(r) => crate::error::check(
                         r.error_code,
                         || format!("create topic '{}'", t.name),
@@ -151,18 +140,12 @@ impl Admin {
         Ok(results)
     }
 
-    pub async fn delete_topics(
-        &self,
-        names: &[&str],
-    ) -> Result<Vec<(String, Result<(), ClientError>)>, ClientError> {
+    pub async fn delete_topics(&self, names: &[&str]) -> Result<Vec<(String, Result<(), ClientError>)>, ClientError> {
         let conn = self.client.controller_connection().await?;
         let version = conn.version(ApiKey::DeleteTopics).unwrap_or(1);
         let mut req = DeleteTopicsRequest::default().with_timeout_ms(self.timeout_ms());
         if version >= 6 {
-            req.topics = names
-                .iter()
-                .map(|n| DeleteTopicState::default().with_name(Some(topic_name(n))))
-                .collect();
+            req.topics = names.iter().map(|n| DeleteTopicState::default().with_name(Some(topic_name(n)))).collect();
         } else {
             req.topic_names = names.iter().map(|n| topic_name(n)).collect();
         }
@@ -170,20 +153,12 @@ impl Admin {
         Ok(names
             .iter()
             .map(|&n| {
-                let r = resp
-                    .responses
-                    .iter()
-                    .find(|r| r.name.as_ref().is_some_and(|rn| rn.0.as_str() == n));
+                let r = resp.responses.iter().find(|r| r.name.as_ref().is_some_and(|rn| rn.0.as_str() == n));
                 let result = match r {
-                    None => Err(ClientError::protocol(
-                        "DeleteTopics response",
-                        format!("no entry for '{n}'"),
-                    )),
-                    Some(r) => crate::error::check(
-                        r.error_code,
-                        || format!("delete topic '{n}'"),
-                        r.error_message.as_deref(),
-                    ),
+                    None => Err(ClientError::protocol("DeleteTopics response", format!("no entry for '{n}'"))),
+                    Some(r) => {
+                        crate::error::check(r.error_code, || format!("delete topic '{n}'"), r.error_message.as_deref())
+                    }
                 };
                 (n.to_owned(), result)
             })
@@ -191,12 +166,7 @@ impl Admin {
     }
 
     /// Grows `topic` to `total` partitions.
-    pub async fn create_partitions(
-        &self,
-        topic: &str,
-        total: i32,
-        validate_only: bool,
-    ) -> Result<(), ClientError> {
+    pub async fn create_partitions(&self, topic: &str, total: i32, validate_only: bool) -> Result<(), ClientError> {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(self.timeout_ms())
             .with_validate_only(validate_only)
@@ -210,31 +180,16 @@ impl Admin {
             .results
             .iter()
             .find(|r| r.name.0.as_str() == topic)
-            .ok_or_else(|| {
-                ClientError::protocol(
-                    "CreatePartitions response",
-                    format!("no entry for '{topic}'"),
-                )
-            })?;
-        crate::error::check(
-            r.error_code,
-            || format!("alter partitions of '{topic}'"),
-            r.error_message.as_deref(),
-        )
+            .ok_or_else(|| ClientError::protocol("CreatePartitions response", format!("no entry for '{topic}'")))?;
+        crate::error::check(r.error_code, || format!("alter partitions of '{topic}'"), r.error_message.as_deref())
     }
 
     /// All configuration entries of a topic or broker.
-    pub async fn describe_configs(
-        &self,
-        kind: ResourceType,
-        name: &str,
-    ) -> Result<Vec<ConfigEntry>, ClientError> {
-        let req = DescribeConfigsRequest::default().with_resources(vec![
-            DescribeConfigsResource::default()
-                .with_resource_type(kind as i8)
-                .with_resource_name(StrBytes::from_string(name.to_owned()))
-                .with_configuration_keys(None),
-        ]);
+    pub async fn describe_configs(&self, kind: ResourceType, name: &str) -> Result<Vec<ConfigEntry>, ClientError> {
+        let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(kind as i8)
+            .with_resource_name(StrBytes::from_string(name.to_owned()))
+            .with_configuration_keys(None)]);
         let conn = match kind {
             ResourceType::Broker => match name.parse::<i32>() {
                 Ok(id) => self.client.broker_connection(id).await?,
@@ -248,11 +203,7 @@ impl Admin {
             .into_iter()
             .next()
             .ok_or_else(|| ClientError::protocol("DescribeConfigs response", "no result"))?;
-        crate::error::check(
-            r.error_code,
-            || format!("describe configs of '{name}'"),
-            r.error_message.as_deref(),
-        )?;
+        crate::error::check(r.error_code, || format!("describe configs of '{name}'"), r.error_message.as_deref())?;
         Ok(r.configs
             .into_iter()
             .map(|c| ConfigEntry {
@@ -290,10 +241,7 @@ impl Admin {
         names
             .iter()
             .map(|n| {
-                meta.topics
-                    .get(*n)
-                    .cloned()
-                    .ok_or_else(|| ClientError::kafka(3, format!("describe topic '{n}'"), None))
+                meta.topics.get(*n).cloned().ok_or_else(|| ClientError::kafka(3, format!("describe topic '{n}'"), None))
             })
             .collect()
     }
@@ -308,10 +256,7 @@ pub fn topic_id_string(id: &[u8; 16]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::with_capacity(22);
     for chunk in id.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
+        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, &b)| acc | (b as u32) << (16 - 8 * i));
         let chars = chunk.len() + 1;
         for i in 0..chars {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -327,10 +272,7 @@ mod tests {
     #[test]
     fn topic_id_prints_like_kafka() {
         assert_eq!(topic_id_string(&[0; 16]), "AAAAAAAAAAAAAAAAAAAAAA");
-        let id = [
-            0x6f, 0x2e, 0x52, 0x05, 0x8d, 0x8c, 0x4a, 0x5b, 0x9f, 0x1a, 0xbe, 0xef, 0xff, 0xfe,
-            0x10, 0x01,
-        ];
+        let id = [0x6f, 0x2e, 0x52, 0x05, 0x8d, 0x8c, 0x4a, 0x5b, 0x9f, 0x1a, 0xbe, 0xef, 0xff, 0xfe, 0x10, 0x01];
         // Cross-checked with python: base64.urlsafe_b64encode(bytes(id)).rstrip(b'=')
         assert_eq!(topic_id_string(&id), "by5SBY2MSlufGr7v__4QAQ");
     }

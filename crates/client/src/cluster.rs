@@ -6,9 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::sync::Mutex;
 
@@ -193,10 +191,7 @@ impl Client {
     }
 
     /// Sends a Metadata request (`None` = all topics) and merges the answer into the cache.
-    pub async fn refresh_metadata(
-        &self,
-        topics: Option<&[&str]>,
-    ) -> Result<MetadataResponse, ClientError> {
+    pub async fn refresh_metadata(&self, topics: Option<&[&str]>) -> Result<MetadataResponse, ClientError> {
         self.fetch_metadata(topics, false).await
     }
 
@@ -248,11 +243,7 @@ impl Client {
         let resp = self.refresh_metadata(Some(&[topic])).await?;
         for t in &resp.topics {
             if t.name.as_ref().is_some_and(|n| n.0.as_str() == topic) {
-                check(
-                    t.error_code,
-                    || format!("metadata for topic '{topic}'"),
-                    None,
-                )?;
+                check(t.error_code, || format!("metadata for topic '{topic}'"), None)?;
             }
         }
         self.metadata()
@@ -263,11 +254,7 @@ impl Client {
     }
 
     /// The connection to the leader of `topic`/`partition` per the cached metadata.
-    pub async fn leader(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<(i32, Arc<Connection>), ClientError> {
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<(i32, Arc<Connection>), ClientError> {
         let t = self.topic(topic).await?;
         let p = t
             .partitions
@@ -286,9 +273,7 @@ impl Client {
             .metadata()
             .broker(id)
             .map(BrokerMetadata::addr)
-            .ok_or_else(|| {
-                ClientError::NoBrokerAvailable(format!("broker {id} (not in metadata)"))
-            })?;
+            .ok_or_else(|| ClientError::NoBrokerAvailable(format!("broker {id} (not in metadata)")))?;
         self.connection(&addr).await
     }
 
@@ -305,19 +290,10 @@ impl Client {
 
     /// A connection to some live broker: a known broker first, then the bootstrap list.
     pub async fn any_connection(&self) -> Result<Arc<Connection>, ClientError> {
-        let mut candidates: Vec<String> = self
-            .metadata()
-            .brokers
-            .iter()
-            .map(BrokerMetadata::addr)
-            .collect();
+        let mut candidates: Vec<String> = self.metadata().brokers.iter().map(BrokerMetadata::addr).collect();
         {
             let conns = self.inner.connections.lock().await;
-            if let Some(c) = candidates
-                .iter()
-                .filter_map(|a| conns.get(a))
-                .find(|c| c.is_usable())
-            {
+            if let Some(c) = candidates.iter().filter_map(|a| conns.get(a)).find(|c| c.is_usable()) {
                 return Ok(c.clone());
             }
         }
@@ -343,15 +319,7 @@ impl Client {
             }
         }
         let cfg = &self.inner.config;
-        let conn = Arc::new(
-            Connection::connect(
-                addr,
-                &cfg.client_id,
-                cfg.connect_timeout,
-                cfg.request_timeout,
-            )
-            .await?,
-        );
+        let conn = Arc::new(Connection::connect(addr, &cfg.client_id, cfg.connect_timeout, cfg.request_timeout).await?);
         conns.insert(addr.to_owned(), conn.clone());
         Ok(conn)
     }
@@ -409,35 +377,20 @@ impl Client {
         spec: OffsetSpec,
     ) -> Result<OffsetAndTimestamp, ClientError> {
         let (_, conn) = self.leader(topic, partition).await?;
-        let req = ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![ListOffsetsTopic::default()
+        let req =
+            ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![ListOffsetsTopic::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
                 .with_partitions(vec![ListOffsetsPartition::default()
                     .with_partition_index(partition)
                     .with_current_leader_epoch(-1)
                     .with_timestamp(spec.as_timestamp())])]);
         let resp = conn.send(&req).await?;
-        let p = resp
-            .topics
-            .iter()
-            .flat_map(|t| t.partitions.iter())
-            .find(|p| p.partition_index == partition)
-            .ok_or_else(|| {
-                ClientError::protocol(
-                    "ListOffsets response",
-                    format!("no entry for {topic}-{partition}"),
-                )
-            })?;
-        check(
-            p.error_code,
-            || format!("ListOffsets {topic}-{partition}"),
-            None,
-        )?;
-        Ok(OffsetAndTimestamp {
-            offset: p.offset,
-            timestamp: p.timestamp,
-        })
+        let p =
+            resp.topics.iter().flat_map(|t| t.partitions.iter()).find(|p| p.partition_index == partition).ok_or_else(
+                || ClientError::protocol("ListOffsets response", format!("no entry for {topic}-{partition}")),
+            )?;
+        check(p.error_code, || format!("ListOffsets {topic}-{partition}"), None)?;
+        Ok(OffsetAndTimestamp { offset: p.offset, timestamp: p.timestamp })
     }
 
     /// The negotiated version of `api` on any live connection (for diagnostics and tests).

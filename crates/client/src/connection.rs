@@ -10,9 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -65,29 +63,17 @@ impl Connection {
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Connection, ClientError> {
-        let io_err = |source| ClientError::Io {
-            addr: addr.to_owned(),
-            source,
-        };
+        let io_err = |source| ClientError::Io { addr: addr.to_owned(), source };
         let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| ClientError::Timeout {
-                addr: addr.to_owned(),
-                ms: connect_timeout.as_millis(),
-            })?
+            .map_err(|_| ClientError::Timeout { addr: addr.to_owned(), ms: connect_timeout.as_millis() })?
             .map_err(io_err)?;
         stream.set_nodelay(true).map_err(io_err)?;
         let (read, write) = stream.into_split();
         let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
         let closed = Arc::new(AtomicBool::new(false));
         let pending: Pending = Arc::default();
-        tokio::spawn(write_loop(
-            addr.to_owned(),
-            write,
-            rx,
-            pending.clone(),
-            closed.clone(),
-        ));
+        tokio::spawn(write_loop(addr.to_owned(), write, rx, pending.clone(), closed.clone()));
         let reader = tokio::spawn(read_loop(addr.to_owned(), read, pending, closed.clone()));
         let mut conn = Connection {
             addr: addr.to_owned(),
@@ -125,11 +111,7 @@ impl Connection {
     }
 
     /// Sends `req` at an explicit `version` and waits for its response.
-    pub async fn send_versioned<R: Request>(
-        &self,
-        req: &R,
-        version: i16,
-    ) -> Result<R::Response, ClientError> {
+    pub async fn send_versioned<R: Request>(&self, req: &R, version: i16) -> Result<R::Response, ClientError> {
         let rx = self.enqueue(req, version, true).await?;
         let rx = rx.ok_or_else(|| ClientError::ConnectionClosed(self.addr.clone()))?;
         let body = match tokio::time::timeout(self.request_timeout, rx).await {
@@ -138,10 +120,7 @@ impl Connection {
             Err(_) => {
                 // The stream position is unknown now: Kafka clients drop the connection too.
                 self.closed.store(true, Ordering::Release);
-                return Err(ClientError::Timeout {
-                    addr: self.addr.clone(),
-                    ms: self.request_timeout.as_millis(),
-                });
+                return Err(ClientError::Timeout { addr: self.addr.clone(), ms: self.request_timeout.as_millis() });
             }
         };
         decode_response::<R::Response>(body, version, R::KEY)
@@ -154,14 +133,10 @@ impl Connection {
     }
 
     fn required_version(&self, key: i16) -> Result<i16, ClientError> {
-        self.versions
-            .version(key)
-            .ok_or_else(|| ClientError::UnsupportedVersion {
-                addr: self.addr.clone(),
-                api: ApiKey::try_from(key)
-                    .map(|k| format!("{k:?}"))
-                    .unwrap_or_else(|_| key.to_string()),
-            })
+        self.versions.version(key).ok_or_else(|| ClientError::UnsupportedVersion {
+            addr: self.addr.clone(),
+            api: ApiKey::try_from(key).map(|k| format!("{k:?}")).unwrap_or_else(|_| key.to_string()),
+        })
     }
 
     async fn enqueue<R: Request>(
@@ -182,22 +157,13 @@ impl Connection {
             (None, None)
         };
         self.tx
-            .send(Outgoing {
-                correlation_id,
-                frame,
-                reply,
-            })
+            .send(Outgoing { correlation_id, frame, reply })
             .await
             .map_err(|_| ClientError::ConnectionClosed(self.addr.clone()))?;
         Ok(rx)
     }
 
-    fn encode_frame<R: Request>(
-        &self,
-        req: &R,
-        version: i16,
-        correlation_id: i32,
-    ) -> Result<Bytes, ClientError> {
+    fn encode_frame<R: Request>(&self, req: &R, version: i16, correlation_id: i32) -> Result<Bytes, ClientError> {
         let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
@@ -205,8 +171,7 @@ impl Connection {
             .with_client_id(Some(self.client_id.clone()));
         let header_version = R::header_version(version);
         let enc = |e| ClientError::protocol(format!("request api {} v{version}", R::KEY), e);
-        let size = header.compute_size(header_version).map_err(enc)?
-            + req.compute_size(version).map_err(enc)?;
+        let size = header.compute_size(header_version).map_err(enc)? + req.compute_size(version).map_err(enc)?;
         let mut buf = BytesMut::with_capacity(4 + size);
         buf.put_i32(size as i32);
         header.encode(&mut buf, header_version).map_err(enc)?;
@@ -226,10 +191,7 @@ impl Connection {
                 .ok_or_else(|| ClientError::ConnectionClosed(self.addr.clone()))?;
             let body = tokio::time::timeout(self.request_timeout, rx)
                 .await
-                .map_err(|_| ClientError::Timeout {
-                    addr: self.addr.clone(),
-                    ms: self.request_timeout.as_millis(),
-                })?
+                .map_err(|_| ClientError::Timeout { addr: self.addr.clone(), ms: self.request_timeout.as_millis() })?
                 .map_err(|_| ClientError::ConnectionClosed(self.addr.clone()))??;
             // KIP-511: a broker that does not know our ApiVersions version answers
             // UNSUPPORTED_VERSION with a v0 body listing what it does support.
@@ -239,43 +201,27 @@ impl Connection {
                     return Err(ClientError::kafka(35, "ApiVersions v0", None));
                 }
                 // Some peers (librdkafka's mock) garble that v0 body: then step down one version.
-                let broker_max =
-                    decode_response::<ApiVersionsResponse>(body, 0, ApiKey::ApiVersions as i16)
-                        .ok()
-                        .and_then(|r| {
-                            r.api_keys
-                                .iter()
-                                .find(|k| k.api_key == ApiKey::ApiVersions as i16)
-                                .map(|k| k.max_version)
-                        })
-                        .unwrap_or(version - 1);
+                let broker_max = decode_response::<ApiVersionsResponse>(body, 0, ApiKey::ApiVersions as i16)
+                    .ok()
+                    .and_then(|r| {
+                        r.api_keys.iter().find(|k| k.api_key == ApiKey::ApiVersions as i16).map(|k| k.max_version)
+                    })
+                    .unwrap_or(version - 1);
                 version = broker_max.clamp(0, version - 1);
                 continue;
             }
-            let resp: ApiVersionsResponse =
-                decode_response(body, version, ApiKey::ApiVersions as i16)?;
-            crate::error::check(
-                resp.error_code,
-                || format!("ApiVersions from {}", self.addr),
-                None,
-            )?;
+            let resp: ApiVersionsResponse = decode_response(body, version, ApiKey::ApiVersions as i16)?;
+            crate::error::check(resp.error_code, || format!("ApiVersions from {}", self.addr), None)?;
             return Ok(NegotiatedVersions::negotiate(
-                resp.api_keys
-                    .iter()
-                    .map(|k| (k.api_key, k.min_version, k.max_version)),
+                resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version)),
             ));
         }
     }
 }
 
-fn decode_response<T: Decodable + HeaderVersion>(
-    mut body: Bytes,
-    version: i16,
-    key: i16,
-) -> Result<T, ClientError> {
+fn decode_response<T: Decodable + HeaderVersion>(mut body: Bytes, version: i16, key: i16) -> Result<T, ClientError> {
     let what = || format!("response api {key} v{version}");
-    ResponseHeader::decode(&mut body, T::header_version(version))
-        .map_err(|e| ClientError::protocol(what(), e))?;
+    ResponseHeader::decode(&mut body, T::header_version(version)).map_err(|e| ClientError::protocol(what(), e))?;
     T::decode(&mut body, version).map_err(|e| ClientError::protocol(what(), e))
 }
 
@@ -334,26 +280,13 @@ async fn read_loop(addr: String, read: OwnedReadHalf, pending: Pending, closed: 
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     return Err(ClientError::ConnectionClosed(addr.clone()))
                 }
-                Err(source) => {
-                    return Err(ClientError::Io {
-                        addr: addr.clone(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(ClientError::Io { addr: addr.clone(), source }),
             };
             if len < 4 || len as usize > MAX_RESPONSE_BYTES {
-                return Err(ClientError::protocol(
-                    "response frame",
-                    format!("invalid length {len}"),
-                ));
+                return Err(ClientError::protocol("response frame", format!("invalid length {len}")));
             }
             let mut body = BytesMut::zeroed(len as usize);
-            read.read_exact(&mut body)
-                .await
-                .map_err(|source| ClientError::Io {
-                    addr: addr.clone(),
-                    source,
-                })?;
+            read.read_exact(&mut body).await.map_err(|source| ClientError::Io { addr: addr.clone(), source })?;
             let correlation_id = (&body[..4]).get_i32();
             let next = pending.lock().ok().and_then(|mut q| q.pop_front());
             match next {

@@ -59,11 +59,7 @@ impl ConsumerConfig {
                 .parse::<i32>()
                 .ok()
                 .filter(|n| *n >= 0)
-                .ok_or_else(|| {
-                    ClientError::Config(format!(
-                        "{key}: expected a non-negative integer, got '{v}'"
-                    ))
-                })
+                .ok_or_else(|| ClientError::Config(format!("{key}: expected a non-negative integer, got '{v}'")))
         };
         match key {
             "auto.offset.reset" => {
@@ -86,13 +82,15 @@ impl ConsumerConfig {
                 self.isolation_level = match value.trim() {
                     "read_uncommitted" => 0,
                     "read_committed" => 1,
-                    v => return Err(ClientError::Config(format!(
-                        "isolation.level: expected read_uncommitted or read_committed, got '{v}'"
-                    ))),
+                    v => {
+                        return Err(ClientError::Config(format!(
+                            "isolation.level: expected read_uncommitted or read_committed, got '{v}'"
+                        )))
+                    }
                 }
             }
-            "bootstrap.servers" | "client.id" | "group.id" | "enable.auto.commit"
-            | "key.deserializer" | "value.deserializer" => {}
+            "bootstrap.servers" | "client.id" | "group.id" | "enable.auto.commit" | "key.deserializer"
+            | "value.deserializer" => {}
             other => tracing::warn!(key = other, "unknown consumer property ignored"),
         }
         Ok(())
@@ -150,12 +148,7 @@ pub struct Consumer {
 
 impl Consumer {
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
-        Consumer {
-            client,
-            config,
-            assigned: Vec::new(),
-            buffered: VecDeque::new(),
-        }
+        Consumer { client, config, assigned: Vec::new(), buffered: VecDeque::new() }
     }
 
     pub fn client(&self) -> &Client {
@@ -170,56 +163,31 @@ impl Consumer {
         };
         let mut next = Vec::with_capacity(partitions.len());
         for &(topic, partition) in partitions {
-            if let Some(pos) = self
-                .assigned
-                .iter()
-                .position(|a| &*a.topic == topic && a.partition == partition)
-            {
+            if let Some(pos) = self.assigned.iter().position(|a| &*a.topic == topic && a.partition == partition) {
                 next.push(self.assigned.swap_remove(pos));
             } else {
-                next.push(Assigned {
-                    topic: Arc::from(topic),
-                    partition,
-                    position: Err(reset),
-                    high_watermark: -1,
-                });
+                next.push(Assigned { topic: Arc::from(topic), partition, position: Err(reset), high_watermark: -1 });
             }
         }
         self.assigned = next;
-        self.buffered.retain(|r| {
-            partitions
-                .iter()
-                .any(|&(t, p)| &*r.topic == t && r.partition == p)
-        });
+        self.buffered.retain(|r| partitions.iter().any(|&(t, p)| &*r.topic == t && r.partition == p));
     }
 
     /// Assigns every partition of `topic`.
     pub async fn assign_topic(&mut self, topic: &str) -> Result<usize, ClientError> {
         let meta = self.client.topic(topic).await?;
-        let parts: Vec<(&str, i32)> = meta
-            .partitions
-            .iter()
-            .map(|p| (topic, p.partition))
-            .collect();
+        let parts: Vec<(&str, i32)> = meta.partitions.iter().map(|p| (topic, p.partition)).collect();
         self.assign(&parts);
         Ok(parts.len())
     }
 
     /// The current assignment.
     pub fn assignment(&self) -> Vec<(String, i32)> {
-        self.assigned
-            .iter()
-            .map(|a| (a.topic.to_string(), a.partition))
-            .collect()
+        self.assigned.iter().map(|a| (a.topic.to_string(), a.partition)).collect()
     }
 
     /// Moves `topic`/`partition` to `start` for the next poll.
-    pub fn seek(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        start: StartOffset,
-    ) -> Result<(), ClientError> {
+    pub fn seek(&mut self, topic: &str, partition: i32, start: StartOffset) -> Result<(), ClientError> {
         let a = self
             .assigned
             .iter_mut()
@@ -229,8 +197,7 @@ impl Consumer {
             StartOffset::Offset(o) if o >= 0 => Ok(o),
             other => Err(other),
         };
-        self.buffered
-            .retain(|r| !(&*r.topic == topic && r.partition == partition));
+        self.buffered.retain(|r| !(&*r.topic == topic && r.partition == partition));
         Ok(())
     }
 
@@ -276,11 +243,7 @@ impl Consumer {
     }
 
     /// Like [`Consumer::poll`], appending to `out` (lets callers reuse one vector).
-    pub async fn poll_into(
-        &mut self,
-        timeout: Duration,
-        out: &mut Vec<ConsumerRecord>,
-    ) -> Result<(), ClientError> {
+    pub async fn poll_into(&mut self, timeout: Duration, out: &mut Vec<ConsumerRecord>) -> Result<(), ClientError> {
         if !self.buffered.is_empty() {
             out.extend(self.buffered.drain(..));
             return Ok(());
@@ -292,9 +255,7 @@ impl Consumer {
         let deadline = Instant::now() + timeout;
         loop {
             self.resolve_positions().await?;
-            let wait = deadline
-                .saturating_duration_since(Instant::now())
-                .min(self.config.fetch_max_wait);
+            let wait = deadline.saturating_duration_since(Instant::now()).min(self.config.fetch_max_wait);
             let before = out.len();
             self.fetch_round(wait, out).await?;
             if out.len() > before || Instant::now() >= deadline {
@@ -332,20 +293,12 @@ impl Consumer {
         Ok(())
     }
 
-    async fn fetch_round(
-        &mut self,
-        wait: Duration,
-        out: &mut Vec<ConsumerRecord>,
-    ) -> Result<(), ClientError> {
+    async fn fetch_round(&mut self, wait: Duration, out: &mut Vec<ConsumerRecord>) -> Result<(), ClientError> {
         let mut by_leader: HashMap<i32, (Arc<Connection>, Vec<usize>)> = HashMap::new();
         let mut stale = false;
         for (i, a) in self.assigned.iter().enumerate() {
             match self.client.leader(&a.topic, a.partition).await {
-                Ok((id, conn)) => by_leader
-                    .entry(id)
-                    .or_insert_with(|| (conn, Vec::new()))
-                    .1
-                    .push(i),
+                Ok((id, conn)) => by_leader.entry(id).or_insert_with(|| (conn, Vec::new())).1.push(i),
                 Err(e) if e.is_retriable() => stale = true,
                 Err(e) => return Err(e),
             }
@@ -461,8 +414,7 @@ impl Consumer {
                 return Ok(false);
             }
             code => {
-                let err =
-                    ClientError::kafka(code, format!("fetch {}-{}", a.topic, a.partition), None);
+                let err = ClientError::kafka(code, format!("fetch {}-{}", a.topic, a.partition), None);
                 if err.is_retriable() {
                     return Ok(true);
                 }
@@ -482,13 +434,7 @@ impl Consumer {
             }
             if !is_control {
                 let set = RecordBatchDecoder::decode(&mut batch).map_err(|e| {
-                    ClientError::protocol(
-                        format!(
-                            "record batch of {}-{} at offset {next}",
-                            a.topic, a.partition
-                        ),
-                        e,
-                    )
+                    ClientError::protocol(format!("record batch of {}-{} at offset {next}", a.topic, a.partition), e)
                 })?;
                 for r in set.records {
                     if r.offset < next || r.control {
@@ -571,10 +517,7 @@ mod tests {
         RecordBatchEncoder::encode(
             &mut buf,
             records.iter(),
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
         )
         .map_err(|e| e.to_string())
         .unwrap_or_else(|e| panic!("encode: {e}"));

@@ -20,11 +20,7 @@ pub enum ClientError {
     #[error("broker {addr} does not support {api} in any version this client implements")]
     UnsupportedVersion { addr: String, api: String },
     #[error("{context}: {error}{}", .message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
-    Kafka {
-        error: ResponseError,
-        context: String,
-        message: Option<String>,
-    },
+    Kafka { error: ResponseError, context: String, message: Option<String> },
     #[error("no broker reachable (tried {0})")]
     NoBrokerAvailable(String),
     #[error("invalid configuration: {0}")]
@@ -33,10 +29,7 @@ pub enum ClientError {
 
 impl ClientError {
     pub(crate) fn protocol(what: impl Into<String>, err: impl std::fmt::Display) -> Self {
-        ClientError::Protocol {
-            what: what.into(),
-            message: err.to_string(),
-        }
+        ClientError::Protocol { what: what.into(), message: err.to_string() }
     }
 
     /// Builds the error for a non-zero Kafka error code.
@@ -60,27 +53,17 @@ impl ClientError {
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Kafka { error, .. } => error.is_retriable(),
-            ClientError::Io { .. }
-            | ClientError::ConnectionClosed(_)
-            | ClientError::Timeout { .. } => true,
+            ClientError::Io { .. } | ClientError::ConnectionClosed(_) | ClientError::Timeout { .. } => true,
             _ => false,
         }
     }
 }
 
 /// Converts a response error code into `Ok(())` or a [`ClientError::Kafka`].
-pub(crate) fn check(
-    code: i16,
-    context: impl FnOnce() -> String,
-    message: Option<&str>,
-) -> Result<(), ClientError> {
+pub(crate) fn check(code: i16, context: impl FnOnce() -> String, message: Option<&str>) -> Result<(), ClientError> {
     if code == 0 {
         Ok(())
     } else {
-        Err(ClientError::kafka(
-            code,
-            context(),
-            message.map(str::to_owned),
-        ))
+        Err(ClientError::kafka(code, context(), message.map(str::to_owned)))
     }
 }

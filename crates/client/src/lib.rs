@@ -25,9 +25,7 @@ pub mod producer;
 pub mod versions;
 
 pub use admin::{Admin, ConfigEntry, NewTopic, ResourceType};
-pub use cluster::{
-    Client, ClusterMetadata, OffsetAndTimestamp, OffsetSpec, PartitionMetadata, TopicMetadata,
-};
+pub use cluster::{Client, ClusterMetadata, OffsetAndTimestamp, OffsetSpec, PartitionMetadata, TopicMetadata};
 pub use config::ClientConfig;
 pub use connection::Connection;
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, StartOffset};

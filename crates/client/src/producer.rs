@@ -16,9 +16,7 @@ use indexmap::IndexMap;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -80,9 +78,9 @@ impl ProducerConfig {
     /// the Java client does; bad values are an error naming the key.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ClientError> {
         let num = |v: &str| -> Result<u64, ClientError> {
-            v.trim().parse::<u64>().map_err(|_| {
-                ClientError::Config(format!("{key}: expected a non-negative integer, got '{v}'"))
-            })
+            v.trim()
+                .parse::<u64>()
+                .map_err(|_| ClientError::Config(format!("{key}: expected a non-negative integer, got '{v}'")))
         };
         match key {
             "acks" => {
@@ -90,26 +88,18 @@ impl ProducerConfig {
                     "all" | "-1" => -1,
                     "0" => 0,
                     "1" => 1,
-                    v => {
-                        return Err(ClientError::Config(format!(
-                            "acks: expected all, -1, 0 or 1, got '{v}'"
-                        )))
-                    }
+                    v => return Err(ClientError::Config(format!("acks: expected all, -1, 0 or 1, got '{v}'"))),
                 }
             }
             "linger.ms" => self.linger = Duration::from_millis(num(value)?),
             "batch.size" => self.batch_size = num(value)?.max(1) as usize,
             "compression.type" => self.compression = parse_compression(value)?,
-            "max.in.flight.requests.per.connection" => {
-                self.max_in_flight = num(value)?.max(1) as usize
-            }
+            "max.in.flight.requests.per.connection" => self.max_in_flight = num(value)?.max(1) as usize,
             "buffer.memory" => self.buffer_memory = num(value)?.max(1) as usize,
-            "request.timeout.ms" | "delivery.timeout.ms" => {
-                self.timeout = Duration::from_millis(num(value)?)
-            }
+            "request.timeout.ms" | "delivery.timeout.ms" => self.timeout = Duration::from_millis(num(value)?),
             // Handled by the client config or meaningless here.
-            "bootstrap.servers" | "client.id" | "retries" | "retry.backoff.ms"
-            | "key.serializer" | "value.serializer" => {}
+            "bootstrap.servers" | "client.id" | "retries" | "retry.backoff.ms" | "key.serializer"
+            | "value.serializer" => {}
             other => tracing::warn!(key = other, "unknown producer property ignored"),
         }
         Ok(())
@@ -130,10 +120,7 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     pub fn new(value: impl Into<Bytes>) -> Self {
-        ProducerRecord {
-            value: Some(value.into()),
-            ..Default::default()
-        }
+        ProducerRecord { value: Some(value.into()), ..Default::default() }
     }
     pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
@@ -148,8 +135,7 @@ impl ProducerRecord {
         self
     }
     pub fn with_header(mut self, key: &str, value: Option<Bytes>) -> Self {
-        self.headers
-            .insert(StrBytes::from_string(key.to_owned()), value);
+        self.headers.insert(StrBytes::from_string(key.to_owned()), value);
         self
     }
 }
@@ -180,9 +166,7 @@ impl DeliveryFuture {
     pub async fn wait(mut self) -> Result<RecordMetadata, Arc<ClientError>> {
         let outcome = match self.rx.wait_for(Option::is_some).await {
             Ok(v) => v.clone(),
-            Err(_) => Some(Err(Arc::new(ClientError::ConnectionClosed(
-                "producer dropped before delivery".into(),
-            )))),
+            Err(_) => Some(Err(Arc::new(ClientError::ConnectionClosed("producer dropped before delivery".into())))),
         };
         match outcome {
             Some(Ok(base)) => Ok(RecordMetadata {
@@ -191,9 +175,7 @@ impl DeliveryFuture {
                 timestamp: self.timestamp,
             }),
             Some(Err(e)) => Err(e),
-            None => Err(Arc::new(ClientError::ConnectionClosed(
-                "delivery lost".into(),
-            ))),
+            None => Err(Arc::new(ClientError::ConnectionClosed("delivery lost".into()))),
         }
     }
 }
@@ -254,10 +236,7 @@ impl Drop for Producer {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 impl Producer {
@@ -291,43 +270,30 @@ impl Producer {
 
     /// Queues `record` for `topic`; the returned future resolves on acknowledgement.
     /// Waits (backpressure) while `buffer.memory` worth of batches await sending.
-    pub async fn send(
-        &self,
-        topic: &str,
-        record: ProducerRecord,
-    ) -> Result<DeliveryFuture, ClientError> {
+    pub async fn send(&self, topic: &str, record: ProducerRecord) -> Result<DeliveryFuture, ClientError> {
         let inner = &self.inner;
         let known = inner.lock().topics.contains_key(topic);
         if !known {
             let partitions = inner.partition_count(topic).await?;
-            inner
-                .lock()
-                .topics
-                .entry(topic.to_owned())
-                .or_insert_with(|| TopicState {
-                    name: Arc::from(topic),
-                    num_partitions: partitions,
-                    sticky: 0,
-                    open: HashMap::new(),
-                });
+            inner.lock().topics.entry(topic.to_owned()).or_insert_with(|| TopicState {
+                name: Arc::from(topic),
+                num_partitions: partitions,
+                sticky: 0,
+                open: HashMap::new(),
+            });
         }
         let (delivery, backlog) = {
             let mut acc = inner.lock();
             let acc = &mut *acc;
             let Some(state) = acc.topics.get_mut(topic) else {
-                return Err(ClientError::Config(format!(
-                    "topic '{topic}' vanished from the producer"
-                )));
+                return Err(ClientError::Config(format!("topic '{topic}' vanished from the producer")));
             };
             let partition = match (record.partition, &record.key) {
                 (Some(p), _) => {
                     if p < 0 || p as usize >= state.num_partitions {
                         return Err(ClientError::kafka(
                             3,
-                            format!(
-                                "partition {p} of topic '{topic}' ({} partitions)",
-                                state.num_partitions
-                            ),
+                            format!("partition {p} of topic '{topic}' ({} partitions)", state.num_partitions),
                             None,
                         ));
                     }
@@ -336,9 +302,7 @@ impl Producer {
                 (None, Some(key)) => partition_for_key(key, state.num_partitions),
                 (None, None) => state.sticky,
             };
-            let size = record.key.as_ref().map_or(0, Bytes::len)
-                + record.value.as_ref().map_or(0, Bytes::len)
-                + 16;
+            let size = record.key.as_ref().map_or(0, Bytes::len) + record.value.as_ref().map_or(0, Bytes::len) + 16;
             let batch = state.open.entry(partition).or_insert_with(|| OpenBatch {
                 records: Vec::new(),
                 bytes: 0,
@@ -365,12 +329,7 @@ impl Producer {
                 headers: record.headers,
             });
             batch.bytes += size;
-            let delivery = DeliveryFuture {
-                rx: batch.done.subscribe(),
-                partition,
-                index,
-                timestamp,
-            };
+            let delivery = DeliveryFuture { rx: batch.done.subscribe(), partition, index, timestamp };
             if batch.bytes >= inner.config.batch_size {
                 if let Some(full) = state.open.remove(&partition) {
                     if record.partition.is_none() && state.num_partitions > 1 {
@@ -463,11 +422,8 @@ impl Inner {
         loop {
             // Producers may trigger auto-creation, like the Java client.
             let resp = self.client.fetch_metadata(Some(&[topic]), true).await?;
-            let code = resp
-                .topics
-                .iter()
-                .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
-                .map_or(3, |t| {
+            let code =
+                resp.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)).map_or(3, |t| {
                     if t.partitions.is_empty() && t.error_code == 0 {
                         5
                     } else {
@@ -493,12 +449,8 @@ impl Inner {
         let mut acc = self.lock();
         let acc = &mut *acc;
         for state in acc.topics.values_mut() {
-            let expired: Vec<i32> = state
-                .open
-                .iter()
-                .filter(|(_, b)| b.created.elapsed() >= linger)
-                .map(|(p, _)| *p)
-                .collect();
+            let expired: Vec<i32> =
+                state.open.iter().filter(|(_, b)| b.created.elapsed() >= linger).map(|(p, _)| *p).collect();
             for partition in expired {
                 if let Some(b) = state.open.remove(&partition) {
                     acc.ready_bytes += b.bytes;
@@ -536,10 +488,7 @@ impl Inner {
     }
 
     async fn deliver(&self, batches: Vec<ClosedBatch>) {
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: self.config.compression,
-        };
+        let options = RecordEncodeOptions { version: 2, compression: self.config.compression };
         let mut pending = Vec::with_capacity(batches.len());
         for b in batches {
             let mut buf = BytesMut::with_capacity(b.bytes + 61 + b.records.len() * 8);
@@ -551,10 +500,7 @@ impl Inner {
                     done: b.done,
                 }),
                 Err(e) => {
-                    let _ = b.done.send(Some(Err(Arc::new(ClientError::protocol(
-                        "record batch",
-                        e,
-                    )))));
+                    let _ = b.done.send(Some(Err(Arc::new(ClientError::protocol("record batch", e)))));
                 }
             }
         }
@@ -566,9 +512,7 @@ impl Inner {
                 return;
             }
             if attempt >= retries {
-                let err = Arc::new(
-                    last_err.unwrap_or(ClientError::NoBrokerAvailable("retries exhausted".into())),
-                );
+                let err = Arc::new(last_err.unwrap_or(ClientError::NoBrokerAvailable("retries exhausted".into())));
                 for b in retry {
                     let _ = b.done.send(Some(Err(err.clone())));
                 }
@@ -588,21 +532,13 @@ impl Inner {
     }
 
     /// One round: one Produce request per leader. Returns the batches worth retrying.
-    async fn send_once(
-        &self,
-        batches: Vec<EncodedBatch>,
-    ) -> (Vec<EncodedBatch>, Option<ClientError>) {
+    async fn send_once(&self, batches: Vec<EncodedBatch>) -> (Vec<EncodedBatch>, Option<ClientError>) {
         let mut retry = Vec::new();
         let mut last_err = None;
-        let mut by_leader: HashMap<i32, (Arc<crate::Connection>, Vec<EncodedBatch>)> =
-            HashMap::new();
+        let mut by_leader: HashMap<i32, (Arc<crate::Connection>, Vec<EncodedBatch>)> = HashMap::new();
         for b in batches {
             match self.client.leader(&b.topic, b.partition).await {
-                Ok((id, conn)) => by_leader
-                    .entry(id)
-                    .or_insert_with(|| (conn, Vec::new()))
-                    .1
-                    .push(b),
+                Ok((id, conn)) => by_leader.entry(id).or_insert_with(|| (conn, Vec::new())).1.push(b),
                 Err(e) if e.is_retriable() => {
                     last_err = Some(e);
                     retry.push(b);
@@ -612,9 +548,7 @@ impl Inner {
                 }
             }
         }
-        let requests = by_leader
-            .into_values()
-            .map(|(conn, batches)| self.produce_to(conn, batches));
+        let requests = by_leader.into_values().map(|(conn, batches)| self.produce_to(conn, batches));
         for (mut r, e) in futures::future::join_all(requests).await {
             retry.append(&mut r);
             if e.is_some() {
@@ -631,9 +565,7 @@ impl Inner {
     ) -> (Vec<EncodedBatch>, Option<ClientError>) {
         let mut topics: Vec<TopicProduceData> = Vec::new();
         for b in &batches {
-            let part = PartitionProduceData::default()
-                .with_index(b.partition)
-                .with_records(Some(b.data.clone()));
+            let part = PartitionProduceData::default().with_index(b.partition).with_records(Some(b.data.clone()));
             match topics.iter_mut().find(|t| t.name.0.as_str() == &*b.topic) {
                 Some(t) => t.partition_data.push(part),
                 None => topics.push(
@@ -680,10 +612,7 @@ impl Inner {
                 .flat_map(|t| t.partition_responses.iter())
                 .find(|p| p.index == b.partition);
             let Some(p) = answer else {
-                let e = ClientError::protocol(
-                    "Produce response",
-                    format!("no entry for {}-{}", b.topic, b.partition),
-                );
+                let e = ClientError::protocol("Produce response", format!("no entry for {}-{}", b.topic, b.partition));
                 let _ = b.done.send(Some(Err(Arc::new(e))));
                 continue;
             };

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strom_client::{
-    Client, ClientConfig, Compression, Consumer, ConsumerConfig, OffsetSpec, Producer,
-    ProducerConfig, ProducerRecord, StartOffset,
+    Client, ClientConfig, Compression, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig, ProducerRecord,
+    StartOffset,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -19,8 +19,7 @@ struct Mock {
 }
 
 async fn start_mock() -> Mock {
-    let script =
-        std::env::var("STROM_MOCKHOLD").unwrap_or_else(|_| "/work/shared/bench/mockhold.py".into());
+    let script = std::env::var("STROM_MOCKHOLD").unwrap_or_else(|_| "/work/shared/bench/mockhold.py".into());
     let mut child = Command::new("python3")
         .arg(&script)
         .arg("120")
@@ -30,35 +29,24 @@ async fn start_mock() -> Mock {
         .unwrap_or_else(|e| panic!("cannot start {script}: {e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let mut line = String::new();
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        BufReader::new(stdout).read_line(&mut line),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("mock broker did not print its address in 30 s"))
-    .unwrap_or_else(|e| panic!("reading mock address: {e}"));
-    Mock {
-        _child: child,
-        addr: line.trim().to_owned(),
-    }
+    tokio::time::timeout(Duration::from_secs(30), BufReader::new(stdout).read_line(&mut line))
+        .await
+        .unwrap_or_else(|_| panic!("mock broker did not print its address in 30 s"))
+        .unwrap_or_else(|e| panic!("reading mock address: {e}"));
+    Mock { _child: child, addr: line.trim().to_owned() }
 }
 
 async fn client(addr: &str) -> Client {
     let mut cfg = ClientConfig::new(addr);
     cfg.request_timeout = Duration::from_secs(10);
-    Client::connect(cfg)
-        .await
-        .unwrap_or_else(|e| panic!("connect {addr}: {e}"))
+    Client::connect(cfg).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"))
 }
 
 async fn read_all(consumer: &mut Consumer, want: usize) -> Vec<strom_client::ConsumerRecord> {
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while got.len() < want && tokio::time::Instant::now() < deadline {
-        let batch = consumer
-            .poll(Duration::from_millis(500))
-            .await
-            .unwrap_or_else(|e| panic!("poll: {e}"));
+        let batch = consumer.poll(Duration::from_millis(500)).await.unwrap_or_else(|e| panic!("poll: {e}"));
         got.extend(batch);
     }
     got
@@ -68,25 +56,13 @@ async fn read_all(consumer: &mut Consumer, want: usize) -> Vec<strom_client::Con
 async fn produce_consume_roundtrip_every_codec() {
     let mock = start_mock().await;
     let client = client(&mock.addr).await;
-    for (i, codec) in [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ]
-    .into_iter()
-    .enumerate()
+    for (i, codec) in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
+        .into_iter()
+        .enumerate()
     {
         let topic = format!("codec-{i}");
-        let producer = Producer::new(
-            client.clone(),
-            ProducerConfig {
-                compression: codec,
-                acks: 1,
-                ..Default::default()
-            },
-        );
+        let producer =
+            Producer::new(client.clone(), ProducerConfig { compression: codec, acks: 1, ..Default::default() });
         let mut deliveries = Vec::new();
         for n in 0..200 {
             let mut rec = ProducerRecord::new(Bytes::from(format!("value-{n}")))
@@ -95,37 +71,20 @@ async fn produce_consume_roundtrip_every_codec() {
             if n % 2 == 0 {
                 rec = rec.with_key(Bytes::from(format!("key-{}", n % 7)));
             }
-            deliveries.push(
-                producer
-                    .send(&topic, rec)
-                    .await
-                    .unwrap_or_else(|e| panic!("send: {e}")),
-            );
+            deliveries.push(producer.send(&topic, rec).await.unwrap_or_else(|e| panic!("send: {e}")));
         }
-        producer
-            .flush()
-            .await
-            .unwrap_or_else(|e| panic!("flush: {e}"));
+        producer.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
         let mut offsets: HashMap<i32, Vec<i64>> = HashMap::new();
         for d in deliveries {
-            let md = d
-                .wait()
-                .await
-                .unwrap_or_else(|e| panic!("delivery ({codec:?}): {e}"));
+            let md = d.wait().await.unwrap_or_else(|e| panic!("delivery ({codec:?}): {e}"));
             offsets.entry(md.partition).or_default().push(md.offset);
         }
         for offs in offsets.values() {
-            assert!(
-                offs.windows(2).all(|w| w[1] == w[0] + 1),
-                "offsets contiguous per partition: {offs:?}"
-            );
+            assert!(offs.windows(2).all(|w| w[1] == w[0] + 1), "offsets contiguous per partition: {offs:?}");
         }
 
         let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
-        consumer
-            .assign_topic(&topic)
-            .await
-            .unwrap_or_else(|e| panic!("assign: {e}"));
+        consumer.assign_topic(&topic).await.unwrap_or_else(|e| panic!("assign: {e}"));
         consumer.seek_all(StartOffset::Earliest);
         let got = read_all(&mut consumer, 200).await;
         assert_eq!(got.len(), 200, "codec {codec:?}");
@@ -139,18 +98,12 @@ async fn produce_consume_roundtrip_every_codec() {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or_else(|| panic!("unexpected value {value:?}"));
             assert_eq!(r.timestamp, 1_700_000_000_000 + n);
-            assert_eq!(
-                r.headers.get(b"h".as_slice()).cloned().flatten(),
-                Some(Bytes::from_static(b"hv"))
-            );
+            assert_eq!(r.headers.get(b"h".as_slice()).cloned().flatten(), Some(Bytes::from_static(b"hv")));
             if n % 2 == 0 {
                 let key = r.key.clone().unwrap_or_default();
                 assert_eq!(key, Bytes::from(format!("key-{}", n % 7)));
                 // The same key always lands on the same partition.
-                assert_eq!(
-                    *by_key_partition.entry(key).or_insert(r.partition),
-                    r.partition
-                );
+                assert_eq!(*by_key_partition.entry(key).or_insert(r.partition), r.partition);
             } else {
                 assert!(r.key.is_none());
             }
@@ -165,61 +118,25 @@ async fn produce_consume_roundtrip_every_codec() {
 async fn list_offsets_and_seek_by_timestamp() {
     let mock = start_mock().await;
     let client = client(&mock.addr).await;
-    let producer = Producer::new(
-        client.clone(),
-        ProducerConfig {
-            acks: -1,
-            ..Default::default()
-        },
-    );
+    let producer = Producer::new(client.clone(), ProducerConfig { acks: -1, ..Default::default() });
     let mut last = None;
     for n in 0..10 {
-        let rec = ProducerRecord::new(Bytes::from(format!("{n}")))
-            .with_partition(0)
-            .with_timestamp(1_000_000 + n * 1000);
-        last = Some(
-            producer
-                .send("ts", rec)
-                .await
-                .unwrap_or_else(|e| panic!("send: {e}")),
-        );
+        let rec =
+            ProducerRecord::new(Bytes::from(format!("{n}"))).with_partition(0).with_timestamp(1_000_000 + n * 1000);
+        last = Some(producer.send("ts", rec).await.unwrap_or_else(|e| panic!("send: {e}")));
     }
-    producer
-        .flush()
-        .await
-        .unwrap_or_else(|e| panic!("flush: {e}"));
-    let last = last
-        .unwrap_or_else(|| panic!("nothing sent"))
-        .wait()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let earliest = client
-        .list_offsets("ts", &[0], OffsetSpec::Earliest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let latest = client
-        .list_offsets("ts", &[0], OffsetSpec::Latest)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    producer.flush().await.unwrap_or_else(|e| panic!("flush: {e}"));
+    let last = last.unwrap_or_else(|| panic!("nothing sent")).wait().await.unwrap_or_else(|e| panic!("{e}"));
+    let earliest = client.list_offsets("ts", &[0], OffsetSpec::Earliest).await.unwrap_or_else(|e| panic!("{e}"));
+    let latest = client.list_offsets("ts", &[0], OffsetSpec::Latest).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(latest[0].1.offset, last.offset + 1);
     assert_eq!(latest[0].1.offset - earliest[0].1.offset, 10);
 
     let mut consumer = Consumer::new(client.clone(), ConsumerConfig::default());
     consumer.assign(&[("ts", 0)]);
-    consumer
-        .seek("ts", 0, StartOffset::Offset(earliest[0].1.offset + 7))
-        .unwrap_or_else(|e| panic!("{e}"));
+    consumer.seek("ts", 0, StartOffset::Offset(earliest[0].1.offset + 7)).unwrap_or_else(|e| panic!("{e}"));
     let got = read_all(&mut consumer, 3).await;
     let values: Vec<_> = got.iter().filter_map(|r| r.value.clone()).collect();
-    assert_eq!(
-        values,
-        vec![Bytes::from("7"), Bytes::from("8"), Bytes::from("9")]
-    );
-    assert_eq!(
-        consumer
-            .position("ts", 0)
-            .await
-            .unwrap_or_else(|e| panic!("{e}")),
-        latest[0].1.offset
-    );
+    assert_eq!(values, vec![Bytes::from("7"), Bytes::from("8"), Bytes::from("9")]);
+    assert_eq!(consumer.position("ts", 0).await.unwrap_or_else(|e| panic!("{e}")), latest[0].1.offset);
 }

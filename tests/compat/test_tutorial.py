@@ -1,0 +1,108 @@
+"""The quick-start tutorial, step for step: kafka-topics --zookeeper, --list, the console
+producer and consumer, then the classic kafka-python JSON program."""
+import time
+from json import dumps, loads
+
+from kafka import KafkaConsumer, KafkaProducer
+
+
+def wait_for_leader(tools, cluster, topic, timeout=20):
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        r = tools("kafka-topics", "--describe", "--zookeeper", cluster.zookeeper, "--topic", topic)
+        out = r.stdout.decode()
+        if r.returncode == 0 and "\tLeader: none" not in out and "\tLeader: " in out:
+            return out
+        time.sleep(0.1)
+    raise TimeoutError(f"no leader for {topic} after {timeout}s:\n{out}")
+
+
+def test_quickstart_with_console_tools(cluster, tools, topic_name):
+    topic = "test-" + topic_name
+    r = tools("kafka-topics", "--create", "--zookeeper", cluster.zookeeper, "--replication-factor", "1",
+              "--partitions", "1", "--topic", topic)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode() == f"Created topic {topic}.\n"
+
+    r = tools("kafka-topics", "--create", "--zookeeper", cluster.zookeeper, "--replication-factor", "1",
+              "--partitions", "1", "--topic", topic)
+    assert r.returncode != 0
+    assert r.stderr.decode().strip() == f"Error while executing topic command : Topic '{topic}' already exists."
+
+    r = tools("kafka-topics", "--list", "--zookeeper", cluster.zookeeper)
+    assert r.returncode == 0, r.stderr.decode()
+    assert topic in r.stdout.decode().splitlines()
+
+    described = wait_for_leader(tools, cluster, topic)
+    lines = described.splitlines()
+    assert lines[0].startswith(f"Topic: {topic}\t")
+    assert "\tPartitionCount: 1\tReplicationFactor: 1\tConfigs: " in lines[0]
+    assert lines[1] == f"\tTopic: {topic}\tPartition: 0\tLeader: {cluster.broker_id}\tReplicas: {cluster.broker_id}\tIsr: {cluster.broker_id}"
+
+    # The same topic seen through the broker.
+    r = tools("kafka-topics", "--describe", "--bootstrap-server", cluster.bootstrap, "--topic", topic)
+    assert r.returncode == 0, r.stderr.decode()
+    assert f"\tTopic: {topic}\tPartition: 0\tLeader: {cluster.broker_id}" in r.stdout.decode()
+
+    messages = ["This is a message", "This is another message", "and a third"]
+    r = tools("kafka-console-producer", "--broker-list", cluster.bootstrap, "--topic", topic,
+              input="\n".join(messages).encode() + b"\n")
+    assert r.returncode == 0, r.stderr.decode()
+
+    r = tools("kafka-console-consumer", "--bootstrap-server", cluster.bootstrap, "--topic", topic,
+              "--from-beginning", "--max-messages", str(len(messages)))
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == messages
+    assert "Processed a total of 3 messages" in r.stderr.decode()
+
+    # Keys through the console tools.
+    r = tools("kafka-console-producer", "--bootstrap-server", cluster.bootstrap, "--topic", topic,
+              "--property", "parse.key=true", "--property", "key.separator=:", input=b"k1:v1\nk2:v2\n")
+    assert r.returncode == 0, r.stderr.decode()
+    r = tools("kafka-console-consumer", "--bootstrap-server", cluster.bootstrap, "--topic", topic,
+              "--partition", "0", "--offset", "3", "--property", "print.key=true", "--timeout-ms", "3000")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == ["k1\tv1", "k2\tv2"]
+    assert "Processed a total of 2 messages" in r.stderr.decode()
+
+    r = tools("kafka-console-producer", "--bootstrap-server", cluster.bootstrap, "--topic", topic,
+              "--property", "parse.key=true", input=b"no separator here\n")
+    assert r.returncode != 0
+    assert "line number 1" in r.stderr.decode()
+
+    r = tools("kafka-topics", "--delete", "--zookeeper", cluster.zookeeper, "--topic", topic)
+    assert r.returncode == 0, r.stderr.decode()
+    assert f"Topic {topic} is marked for deletion." in r.stdout.decode()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = tools("kafka-topics", "--list", "--zookeeper", cluster.zookeeper)
+        if topic not in r.stdout.decode():
+            break
+        time.sleep(0.2)
+    assert topic not in r.stdout.decode()
+
+
+def test_kafka_python_tutorial_program(cluster, topic_name):
+    topic = "numtest-" + topic_name
+    producer = KafkaProducer(bootstrap_servers=[cluster.bootstrap],
+                             value_serializer=lambda x: dumps(x).encode('utf-8'))
+    for e in range(100):
+        data = {'number': e}
+        producer.send(topic, value=data)
+    producer.flush()
+    producer.close()
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[cluster.bootstrap],
+        auto_offset_reset='earliest',
+        consumer_timeout_ms=10000,
+        value_deserializer=lambda x: loads(x.decode('utf-8')))
+    numbers = []
+    for message in consumer:
+        numbers.append(message.value['number'])
+        if len(numbers) == 100:
+            break
+    consumer.close()
+    assert numbers == list(range(100))
