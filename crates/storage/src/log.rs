@@ -81,6 +81,12 @@ impl std::fmt::Debug for PartitionLog {
     }
 }
 
+fn remove_stray(path: &Path) {
+    if let Err(e) = fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), error = %e, "could not remove stray file");
+    }
+}
+
 fn ignore_poison<T>(r: std::sync::LockResult<T>) -> T {
     // A panic in another thread does not leave these structures torn in a way that is worse
     // than refusing all further service, so keep going.
@@ -93,18 +99,28 @@ impl PartitionLog {
         fs::create_dir_all(dir).ctx(|| format!("creating log dir {}", dir.display()))?;
         let now = now_ms();
         let mut bases = Vec::new();
+        let mut index_files = Vec::new();
         for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
             let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if let Some(base) = segment::parse_log_file_name(&name) {
                 bases.push(base);
+            } else if let Some(base) = segment::parse_index_file_name(&name) {
+                index_files.push((base, entry.path()));
             } else if name.ends_with(".tmp") {
                 // Left by an interrupted atomic checkpoint write; the old file is intact.
-                let _ = fs::remove_file(entry.path());
+                remove_stray(&entry.path());
             }
         }
         bases.sort_unstable();
+        for (base, path) in index_files {
+            if bases.binary_search(&base).is_err() {
+                // An index whose segment is gone (deleted by retention or truncation just
+                // before a crash) would be mistaken for a new segment's index later.
+                remove_stray(&path);
+            }
+        }
         let recovery_point = checkpoint::read(dir, RECOVERY_POINT_FILE)
             .ctx(|| format!("reading recovery point in {}", dir.display()))?;
         let start_checkpoint =
@@ -156,7 +172,10 @@ impl PartitionLog {
         let first_base = segments[0].base_offset();
         let log_end = segments.last().map_or(first_base, |s| s.next_offset());
         let log_start = start_checkpoint.unwrap_or(first_base).max(first_base).min(log_end);
-        epochs_changed |= epochs.truncate_from_end(log_end);
+        // Epochs starting past the end belong to data lost in the crash. One starting exactly
+        // at the end stays: it is how an emptied log (DeleteRecords up to its end) still
+        // knows its latest epoch.
+        epochs_changed |= epochs.truncate_from_end(log_end.saturating_add(1));
         epochs_changed |= epochs.truncate_from_start(log_start);
         if epochs_changed || !epochs_loaded {
             epochs.persist().ctx(|| format!("writing leader epochs in {}", dir.display()))?;
@@ -181,11 +200,13 @@ impl PartitionLog {
             // so the next start does not scan it again.
             log.flush()?;
         }
+        let producer_count = ignore_poison(log.append.lock()).producers.len();
         tracing::debug!(
             dir = %dir.display(),
-            log_start, log_end,
-            segments = ignore_poison(log.segments.read()).len(),
-            producers = ignore_poison(log.append.lock()).producers.len(),
+            log_start,
+            log_end,
+            segments = log.segment_count(),
+            producers = producer_count,
             "opened partition log"
         );
         Ok(log)

@@ -40,6 +40,12 @@ pub(crate) fn parse_log_file_name(name: &str) -> Option<i64> {
     stem.parse().ok()
 }
 
+/// Base offset of a `.index` or `.timeindex` file name, if it is one.
+pub(crate) fn parse_index_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".timeindex").or_else(|| name.strip_suffix(".index"))?;
+    parse_log_file_name(&format!("{stem}.log"))
+}
+
 /// What the appender knows about each batch it writes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchMeta {
