@@ -22,24 +22,9 @@ fn main() -> Result<()> {
     let rt = strom_cli::server_runtime().context("cannot start the async runtime")?;
     rt.block_on(async move {
         let server = KeeperServer::start(config).await?;
-        wait_for_signal().await;
+        strom_cli::wait_for_signal().await;
         tracing::info!("shutting down");
         server.shutdown().await;
         Ok(())
     })
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
