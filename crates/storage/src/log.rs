@@ -20,7 +20,7 @@ use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, LogError};
 use crate::fileio;
-use crate::producer::{ProducerStateManager, SequenceCheck, Undo};
+use crate::producer::{self, ProducerStateManager, SequenceCheck, Undo};
 use crate::segment::{self, BatchMeta, Segment};
 
 /// Result of an append.
@@ -129,7 +129,12 @@ impl PartitionLog {
             LeaderEpochCache::load(dir).ctx(|| format!("reading leader epochs in {}", dir.display()))?;
 
         let interval = config.index_interval_bytes;
-        let mut producers = ProducerStateManager::default();
+        // A snapshot from the last clean shutdown spares walking every batch header again.
+        let snapshot_path = dir.join(producer::SNAPSHOT_FILE);
+        let snapshot = fileio::read_optional(&snapshot_path)
+            .ctx(|| format!("reading {}", snapshot_path.display()))?
+            .and_then(|text| ProducerStateManager::decode_snapshot(&text));
+        let (snapshot_offset, mut producers) = snapshot.unwrap_or_default();
         let mut epochs_changed = false;
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
         let mut recovered_any = false;
@@ -144,7 +149,9 @@ impl PartitionLog {
                 continue;
             }
             let mut on_batch = |b: &Batch<'_>| {
-                producers.record(b, None);
+                if b.base_offset() >= snapshot_offset {
+                    producers.record(b, None);
+                }
                 // Fills in epochs the checkpoint missed (a crash between the append and the
                 // checkpoint write) or rebuilds a lost checkpoint entirely.
                 epochs_changed |= epochs.assign(b.partition_leader_epoch(), b.base_offset());
@@ -154,7 +161,9 @@ impl PartitionLog {
                 None => false,
             };
             if trusted {
-                seg.for_each_header(&mut on_batch)?;
+                if !epochs_loaded || seg.next_offset() > snapshot_offset {
+                    seg.for_each_header(&mut on_batch)?;
+                }
             } else {
                 recovered_any = true;
                 let cut = seg.recover(interval, prev_next.max(base), &mut on_batch)?;
@@ -172,6 +181,16 @@ impl PartitionLog {
         let first_base = segments[0].base_offset();
         let log_end = segments.last().map_or(first_base, |s| s.next_offset());
         let log_start = start_checkpoint.unwrap_or(first_base).max(first_base).min(log_end);
+        if snapshot_offset > log_end {
+            // The snapshot describes data that recovery had to drop: rebuild from the log.
+            tracing::warn!(dir = %dir.display(), snapshot_offset, log_end, "discarding producer snapshot");
+            fs::remove_file(&snapshot_path).ctx(|| format!("removing {}", snapshot_path.display()))?;
+            producers.clear();
+            for seg in &segments {
+                seg.for_each_header(|b| producers.record(b, None))?;
+            }
+        }
+        producers.remove_before(log_start);
         // Epochs starting past the end belong to data lost in the crash. One starting exactly
         // at the end stays: it is how an emptied log (DeleteRecords up to its end) still
         // knows its latest epoch.
@@ -526,6 +545,13 @@ impl PartitionLog {
         }
         let config = self.config();
         let now = now_ms();
+        // The snapshot may describe batches about to be removed; drop it before touching data.
+        let snapshot_path = self.dir.join(producer::SNAPSHOT_FILE);
+        if let Err(e) = fs::remove_file(&snapshot_path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(LogError::Io(format!("removing {}", snapshot_path.display()), e));
+            }
+        }
         let removed: Vec<Arc<Segment>> = {
             let mut segs = ignore_poison(self.segments.write());
             if segs[0].base_offset() > offset || offset < 0 {
@@ -736,7 +762,11 @@ impl PartitionLog {
     /// Flushes and writes every checkpoint, so the next open skips recovery.
     pub fn close(&self) -> Result<(), LogError> {
         self.flush()?;
-        let _st = self.lock_append()?;
+        let st = self.lock_append()?;
+        let snapshot = st.producers.encode_snapshot(self.log_end_offset());
+        let snapshot_path = self.dir.join(producer::SNAPSHOT_FILE);
+        fileio::write_atomic(&snapshot_path, snapshot.as_bytes())
+            .ctx(|| format!("writing {}", snapshot_path.display()))?;
         checkpoint::write(&self.dir, LOG_START_FILE, self.log_start_offset())
             .ctx(|| format!("writing log start offset in {}", self.dir.display()))?;
         ignore_poison(self.epochs.lock()).persist().ctx(|| format!("writing leader epochs in {}", self.dir.display()))

@@ -506,3 +506,38 @@ fn logs_are_shareable_across_threads() {
     assert_send_sync::<PartitionLog>();
     assert_send_sync::<LogManager>();
 }
+
+#[test]
+fn producer_snapshot_from_clean_shutdown_is_used_and_invalidated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snapshot = dir.path().join("producer-state-snapshot");
+    let log = PartitionLog::open(dir.path(), small_config()).expect("open");
+    fill(&log, 30, 0); // several segments of non-idempotent data
+    log.append(idempotent(7, 0, 0, 2), 0).expect("seq 0");
+    log.close().expect("close");
+    drop(log);
+    let text = fs::read_to_string(&snapshot).expect("snapshot written on close");
+    assert!(text.starts_with("0\n92\n1\n7 0 1\n"), "{text}");
+
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert!(log.append(idempotent(7, 0, 0, 2), 0).expect("retry").duplicate);
+    let b = log.append(idempotent(7, 0, 2, 3), 0).expect("seq 2");
+    assert_eq!((b.first_offset, b.last_offset), (92, 94));
+    drop(log); // crash: the snapshot is now older than the log end
+
+    let log = PartitionLog::open(dir.path(), small_config()).expect("recover");
+    let dup = log.append(idempotent(7, 0, 2, 3), 0).expect("retry after crash");
+    assert!(dup.duplicate);
+    assert_eq!((dup.first_offset, dup.last_offset), (92, 94));
+    assert!(matches!(log.append(idempotent(7, 0, 9, 1), 0), Err(LogError::OutOfOrderSequence { expected: 5, .. })));
+
+    // Truncation below the snapshot drops it; state comes from the log again.
+    log.truncate_to(92).expect("truncate");
+    assert!(!snapshot.exists());
+    assert_eq!(log.log_end_offset(), 92);
+    log.append(idempotent(7, 0, 2, 1), 0).expect("seq 2 again after truncation");
+    log.close().expect("close");
+    drop(log);
+    let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
+    assert!(matches!(log.append(idempotent(7, 0, 4, 1), 0), Err(LogError::OutOfOrderSequence { expected: 3, .. })));
+}
