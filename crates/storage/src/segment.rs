@@ -22,6 +22,8 @@ pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
 
 /// Recovery reads the log in chunks of this size.
 const SCAN_CHUNK: usize = 1024 * 1024;
+/// Bytes read at once while walking headers from an index entry to the wanted offset.
+const LOCATE_CHUNK: usize = 8 * 1024;
 /// A stored batch claiming to be larger than this is treated as corruption, so a garbage
 /// length field cannot make recovery allocate gigabytes.
 const MAX_STORED_BATCH: usize = 256 * 1024 * 1024;
@@ -359,12 +361,22 @@ impl Segment {
     /// Finds the batch containing `offset` (or the first after it): its position and header.
     fn locate(&self, offset: i64, size: u64) -> Result<Option<(u64, BatchMeta)>, LogError> {
         let mut pos = u64::from(self.state().offset_index.lookup(relative(self.base_offset, offset)));
-        let mut header = [0u8; HEADER_SIZE];
+        // One read usually covers the whole index interval, so small batches cost no extra
+        // syscalls; a header crossing the chunk's end triggers a read at that header.
+        let mut chunk = [0u8; LOCATE_CHUNK];
+        let mut chunk_pos = pos;
+        let mut chunk_len = 0usize;
         while pos + HEADER_SIZE as u64 <= size {
-            let n =
-                fileio::read_at(&self.file, &mut header, pos).ctx(|| format!("reading {}", self.log_path.display()))?;
-            let batch = Batch::parse_header(&header[..n], pos as usize)
-                .map_err(|e| LogError::CorruptRecord(format!("{} : {e}", self.log_path.display())))?;
+            let in_chunk = pos >= chunk_pos && pos + HEADER_SIZE as u64 <= chunk_pos + chunk_len as u64;
+            if !in_chunk {
+                let want = LOCATE_CHUNK.min((size - pos) as usize);
+                chunk_len = fileio::read_at(&self.file, &mut chunk[..want], pos)
+                    .ctx(|| format!("reading {}", self.log_path.display()))?;
+                chunk_pos = pos;
+            }
+            let at = (pos - chunk_pos) as usize;
+            let batch = Batch::parse_header(&chunk[at..chunk_len], pos as usize)
+                .map_err(|e| LogError::CorruptRecord(format!("{}: {e}", self.log_path.display())))?;
             if batch.last_offset() >= offset {
                 return Ok(Some((pos, BatchMeta::of(&batch))));
             }
