@@ -59,8 +59,7 @@ def broker_serves_metadata(port):
     """True once the broker answers Metadata listing itself (kafka-python's view)."""
     from kafka import KafkaAdminClient
 
-    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=3000,
-                             api_version_auto_timeout_ms=3000)
+    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=3000)
     try:
         return len(admin.describe_cluster()["brokers"]) >= 1
     finally:

@@ -192,7 +192,10 @@ def test_oversized_request_closes_connection(cluster):
 
 def test_unknown_api_version_is_answered(cluster):
     with connect(cluster) as s:
-        s.sendall(request(18, 999, 3, b""))
+        # As a KIP-511 client sends it: header v2 (tagged fields), flexible v3-style body.
+        header = struct.pack(">hhi", 18, 999, 3) + string("bad-input-test") + b"\x00"
+        body = b"\x05test" + b"\x021" + b"\x00"
+        s.sendall(struct.pack(">i", len(header + body)) + header + body)
         resp = read_response(s)
         corr, err = struct.unpack_from(">ih", resp, 0)
         assert (corr, err) == (3, 35)  # UNSUPPORTED_VERSION, with the v0 api list

@@ -11,7 +11,8 @@ def admin(cluster):
 
 
 def create_topic(cluster, name, partitions=1):
-    futures = admin(cluster).create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    client = admin(cluster)  # must outlive the future, or librdkafka cancels it
+    futures = client.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     futures[name].result(timeout=15)
 
 
