@@ -38,7 +38,7 @@ fn append(c: &mut Criterion) {
             b.iter_batched(
                 || {
                     appended += 1;
-                    if appended & 4095 == 0 {
+                    if appended % 4096 == 0 {
                         log.enforce_retention(now_ms()).expect("retention");
                     }
                     BytesMut::from(&batch[..])

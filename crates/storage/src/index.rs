@@ -55,7 +55,7 @@ impl OffsetIndex {
     /// Parses an `.index` file; `None` when its shape is wrong (size, ordering, positions
     /// beyond `file_size`), in which case the caller rebuilds it.
     pub(crate) fn decode(bytes: &[u8], file_size: u64) -> Option<Self> {
-        if !bytes.chunks_exact(OFFSET_ENTRY_SIZE).remainder().is_empty() {
+        if bytes.len() % OFFSET_ENTRY_SIZE != 0 {
             return None;
         }
         let mut index = OffsetIndex { entries: Vec::with_capacity(bytes.len() / OFFSET_ENTRY_SIZE) };
@@ -117,7 +117,7 @@ impl TimeIndex {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
-        if !bytes.chunks_exact(TIME_ENTRY_SIZE).remainder().is_empty() {
+        if bytes.len() % TIME_ENTRY_SIZE != 0 {
             return None;
         }
         let mut index = TimeIndex { entries: Vec::with_capacity(bytes.len() / TIME_ENTRY_SIZE) };
