@@ -343,8 +343,14 @@ impl Segment {
             return Ok(());
         };
         let position = self.size.load(Ordering::Acquire);
-        fileio::write_all_at(&self.file, bytes, position)
-            .ctx(|| format!("appending to {}", self.log_path.display()))?;
+        if let Err(e) = fileio::write_all_at(&self.file, bytes, position) {
+            // A partial write (disk full) must not leave bytes a later recovery would have to
+            // sort out; the published size never covered them.
+            if let Err(cut) = self.file.set_len(position) {
+                tracing::error!(segment = %self.log_path.display(), error = %cut, "cannot cut a failed append");
+            }
+            return Err(LogError::Io(format!("appending to {}", self.log_path.display()), e));
+        }
         {
             let mut state = self.state_mut();
             let mut pos = position;
