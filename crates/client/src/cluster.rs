@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ApiKey, BrokerId, ListOffsetsRequest, MetadataReq
 use kafka_protocol::protocol::{Request, StrBytes};
 use tokio::sync::Mutex;
 
-use crate::config::ClientConfig;
+use crate::config::{ClientConfig, RetryBudget};
 use crate::connection::Connection;
 use crate::error::{check, ClientError};
 
@@ -326,16 +326,15 @@ impl Client {
 
     /// Sends `req` to any broker, moving to another one if the connection fails.
     pub async fn send_any<R: Request>(&self, req: &R) -> Result<R::Response, ClientError> {
-        let mut attempt = 0;
+        let mut budget = RetryBudget::new(&self.inner.config, self.inner.config.request_timeout);
         loop {
             let result = match self.any_connection().await {
                 Ok(conn) => conn.send(req).await,
                 Err(e) => Err(e),
             };
             match result {
-                Err(e) if e.is_retriable() && attempt < self.inner.config.retries => {
-                    attempt += 1;
-                    tokio::time::sleep(self.inner.config.retry_backoff).await;
+                Err(e) if e.is_retriable() && budget.retry().await => {
+                    tracing::debug!(error = %e, "retrying on another broker");
                 }
                 other => return other,
             }
@@ -351,16 +350,15 @@ impl Client {
     ) -> Result<Vec<(i32, OffsetAndTimestamp)>, ClientError> {
         let mut out = Vec::with_capacity(partitions.len());
         for &partition in partitions {
-            let mut attempt = 0;
+            let mut budget = RetryBudget::new(&self.inner.config, self.inner.config.request_timeout);
             loop {
                 match self.list_offset_once(topic, partition, spec).await {
                     Ok(found) => {
                         out.push((partition, found));
                         break;
                     }
-                    Err(e) if e.is_retriable() && attempt < self.inner.config.retries => {
-                        attempt += 1;
-                        tokio::time::sleep(self.inner.config.retry_backoff).await;
+                    Err(e) if e.is_retriable() && budget.retry().await => {
+                        tracing::debug!(error = %e, topic, partition, "retrying ListOffsets");
                         self.refresh_metadata(Some(&[topic])).await?;
                     }
                     Err(e) => return Err(e),

@@ -14,6 +14,8 @@ pub struct ClientConfig {
     /// `socket.connection.setup.timeout.ms`.
     pub connect_timeout: Duration,
     /// `retries` for retriable errors (stale metadata, leader moves, lost connections).
+    /// Every retry loop is also bounded in time (`request.timeout.ms`, or the producer's
+    /// delivery timeout), so the default retries until that bound, like the Java client.
     pub retries: u32,
     /// `retry.backoff.ms`.
     pub retry_backoff: Duration,
@@ -32,8 +34,38 @@ impl ClientConfig {
             client_id: "strom-client".to_owned(),
             request_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
-            retries: 10,
+            retries: u32::MAX,
             retry_backoff: Duration::from_millis(100),
         }
+    }
+}
+
+/// One retry loop's budget: at most `retries` more attempts and until `deadline`, with a
+/// backoff that doubles from `retry.backoff.ms` up to one second.
+#[derive(Debug)]
+pub(crate) struct RetryBudget {
+    left: u32,
+    deadline: std::time::Instant,
+    backoff: Duration,
+}
+
+impl RetryBudget {
+    pub(crate) fn new(config: &ClientConfig, within: Duration) -> Self {
+        RetryBudget {
+            left: config.retries,
+            deadline: std::time::Instant::now() + within,
+            backoff: config.retry_backoff,
+        }
+    }
+
+    /// Sleeps the backoff and returns true if another attempt fits the budget.
+    pub(crate) async fn retry(&mut self) -> bool {
+        if self.left == 0 || std::time::Instant::now() + self.backoff >= self.deadline {
+            return false;
+        }
+        self.left -= 1;
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+        true
     }
 }

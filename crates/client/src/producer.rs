@@ -21,6 +21,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::cluster::Client;
+use crate::config::RetryBudget;
 use crate::error::ClientError;
 use crate::partitioner::partition_for_key;
 
@@ -418,7 +419,7 @@ impl Inner {
     }
 
     async fn partition_count(&self, topic: &str) -> Result<usize, ClientError> {
-        let mut attempt = 0;
+        let mut budget = RetryBudget::new(self.client.config(), self.client.config().request_timeout);
         loop {
             // Producers may trigger auto-creation, like the Java client.
             let resp = self.client.fetch_metadata(Some(&[topic]), true).await?;
@@ -436,11 +437,9 @@ impl Inner {
                 }
             }
             let err = ClientError::kafka(code, format!("metadata for topic '{topic}'"), None);
-            if !err.is_retriable() || attempt >= self.client.config().retries {
+            if !err.is_retriable() || !budget.retry().await {
                 return Err(err);
             }
-            attempt += 1;
-            tokio::time::sleep(self.client.config().retry_backoff).await;
         }
     }
 
@@ -504,23 +503,20 @@ impl Inner {
                 }
             }
         }
-        let retries = self.client.config().retries;
-        let mut attempt = 0;
+        let mut budget = RetryBudget::new(self.client.config(), self.config.timeout);
         while !pending.is_empty() {
             let (retry, last_err) = self.send_once(pending).await;
             if retry.is_empty() {
                 return;
             }
-            if attempt >= retries {
+            if !budget.retry().await {
                 let err = Arc::new(last_err.unwrap_or(ClientError::NoBrokerAvailable("retries exhausted".into())));
                 for b in retry {
                     let _ = b.done.send(Some(Err(err.clone())));
                 }
                 return;
             }
-            attempt += 1;
-            tracing::debug!(attempt, batches = retry.len(), "retrying produce");
-            tokio::time::sleep(self.client.config().retry_backoff).await;
+            tracing::debug!(batches = retry.len(), "retrying produce");
             let mut topics: Vec<&str> = retry.iter().map(|b| &*b.topic).collect();
             topics.sort_unstable();
             topics.dedup();
