@@ -12,11 +12,44 @@ use crate::log::{now_ms, PartitionLog};
 
 type Key = (String, i32);
 
+/// topic → partition → log; keyed by `&str` so lookups on the request path do not allocate.
+#[derive(Default)]
+struct LogTable {
+    topics: HashMap<String, HashMap<i32, Arc<PartitionLog>>>,
+}
+
+impl LogTable {
+    fn get(&self, topic: &str, partition: i32) -> Option<&Arc<PartitionLog>> {
+        self.topics.get(topic)?.get(&partition)
+    }
+
+    fn insert(&mut self, (topic, partition): Key, log: Arc<PartitionLog>) {
+        self.topics.entry(topic).or_default().insert(partition, log);
+    }
+
+    fn remove(&mut self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
+        let partitions = self.topics.get_mut(topic)?;
+        let log = partitions.remove(&partition);
+        if partitions.is_empty() {
+            self.topics.remove(topic);
+        }
+        log
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&str, i32, &Arc<PartitionLog>)> {
+        self.topics.iter().flat_map(|(t, ps)| ps.iter().map(move |(p, log)| (t.as_str(), *p, log)))
+    }
+
+    fn len(&self) -> usize {
+        self.topics.values().map(HashMap::len).sum()
+    }
+}
+
 /// All partition logs of a broker.
 pub struct LogManager {
     dirs: Vec<PathBuf>,
     default_config: LogConfig,
-    logs: RwLock<HashMap<Key, Arc<PartitionLog>>>,
+    logs: RwLock<LogTable>,
 }
 
 impl std::fmt::Debug for LogManager {
@@ -66,7 +99,7 @@ impl LogManager {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, "no log directories configured (log.dirs)"),
             ));
         }
-        let mut logs = HashMap::new();
+        let mut logs = LogTable::default();
         for dir in dirs {
             fs::create_dir_all(dir).ctx(|| format!("creating log dir {}", dir.display()))?;
             for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
@@ -79,7 +112,7 @@ impl LogManager {
                     tracing::debug!(path = %entry.path().display(), "skipping non-partition directory");
                     continue;
                 };
-                if logs.contains_key(&key) {
+                if logs.get(&key.0, key.1).is_some() {
                     tracing::warn!(
                         path = %entry.path().display(),
                         "partition present in several log dirs, keeping the first"
@@ -94,7 +127,7 @@ impl LogManager {
         Ok(Self { dirs: dirs.to_vec(), default_config: default, logs: RwLock::new(logs) })
     }
 
-    fn read_logs(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Key, Arc<PartitionLog>>> {
+    fn read_logs(&self) -> std::sync::RwLockReadGuard<'_, LogTable> {
         ignore_poison(self.logs.read())
     }
 
@@ -104,7 +137,7 @@ impl LogManager {
     }
 
     pub fn get(&self, topic: &str, partition: i32) -> Option<Arc<PartitionLog>> {
-        self.read_logs().get(&(topic.to_string(), partition)).cloned()
+        self.read_logs().get(topic, partition).cloned()
     }
 
     /// The existing log (config untouched), or a new one in the log dir holding the fewest
@@ -118,27 +151,26 @@ impl LogManager {
             return Err(LogError::InvalidTopic(format!("partition {partition} of topic {topic} is negative")));
         }
         let mut logs = ignore_poison(self.logs.write());
-        let key = (topic.to_string(), partition);
-        if let Some(log) = logs.get(&key) {
+        if let Some(log) = logs.get(topic, partition) {
             return Ok(Arc::clone(log));
         }
         let dir = self.least_loaded_dir(&logs);
         let log = Arc::new(PartitionLog::open(&dir.join(format!("{topic}-{partition}")), config)?);
-        logs.insert(key, Arc::clone(&log));
+        logs.insert((topic.to_string(), partition), Arc::clone(&log));
         Ok(log)
     }
 
-    fn least_loaded_dir(&self, logs: &HashMap<Key, Arc<PartitionLog>>) -> &Path {
+    fn least_loaded_dir(&self, logs: &LogTable) -> &Path {
         self.dirs
             .iter()
-            .min_by_key(|d| logs.values().filter(|l| l.dir().starts_with(d)).count())
+            .min_by_key(|d| logs.iter().filter(|(_, _, l)| l.dir().starts_with(d)).count())
             .map_or_else(|| Path::new("."), |d| d.as_path())
     }
 
     /// Deletes the partition's files; handles still held elsewhere start failing with
     /// [`LogError::Deleted`]. Removing an unknown partition is a no-op.
     pub fn remove(&self, topic: &str, partition: i32) -> Result<(), LogError> {
-        let removed = ignore_poison(self.logs.write()).remove(&(topic.to_string(), partition));
+        let removed = ignore_poison(self.logs.write()).remove(topic, partition);
         match removed {
             Some(log) => log.delete_in_place(),
             None => Ok(()),
@@ -146,7 +178,7 @@ impl LogManager {
     }
 
     pub fn all(&self) -> Vec<((String, i32), Arc<PartitionLog>)> {
-        self.read_logs().iter().map(|(k, v)| (k.clone(), Arc::clone(v))).collect()
+        self.read_logs().iter().map(|(t, p, log)| ((t.to_string(), p), Arc::clone(log))).collect()
     }
 
     /// Retention, time-based roll and flush policy across all logs; errors are logged per
