@@ -418,7 +418,9 @@ impl Connection {
     async fn run(mut self, mut calls: mpsc::UnboundedReceiver<Call>) {
         let mut last_contact = Instant::now();
         let mut first = true;
-        let mut attempt = 0usize;
+        // Start at a random server, as ZooKeeper's client shuffles its list, so sessions
+        // spread over the ensemble.
+        let mut attempt = rand::random_range(0..self.config.servers.len().max(1));
         loop {
             // Without a session yet, keep trying for one timeout; with one, until the ensemble
             // must have expired it.
