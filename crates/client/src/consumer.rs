@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, Bytes};
 use indexmap::IndexMap;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::{BrokerId, FetchRequest, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{RecordBatchDecoder, TimestampType};
+use tokio::task::JoinHandle;
 
 use crate::cluster::{Client, OffsetSpec};
 use crate::connection::Connection;
@@ -138,17 +139,35 @@ struct Assigned {
     high_watermark: i64,
 }
 
+/// A fetch sent ahead of the next poll, valid while the positions it asked for are current.
+struct Inflight {
+    key: Vec<(usize, i64)>,
+    handle: JoinHandle<Result<FetchResponse, ClientError>>,
+}
+
+/// How much longer than its `max_wait` a poll waits for a fetch answer before leaving it
+/// in flight for the next poll.
+const FETCH_SLACK: Duration = Duration::from_millis(200);
+
 /// Reads records from explicitly assigned partitions.
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,
     assigned: Vec<Assigned>,
     buffered: VecDeque<ConsumerRecord>,
+    /// At most one fetch per leader broker in flight.
+    inflight: HashMap<i32, Inflight>,
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.cancel_inflight();
+    }
 }
 
 impl Consumer {
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
-        Consumer { client, config, assigned: Vec::new(), buffered: VecDeque::new() }
+        Consumer { client, config, assigned: Vec::new(), buffered: VecDeque::new(), inflight: HashMap::new() }
     }
 
     pub fn client(&self) -> &Client {
@@ -157,6 +176,8 @@ impl Consumer {
 
     /// Replaces the assignment. New partitions start per `auto.offset.reset`.
     pub fn assign(&mut self, partitions: &[(&str, i32)]) {
+        // In-flight fetches name partitions by assignment index, which changes here.
+        self.cancel_inflight();
         let reset = match self.config.auto_offset_reset {
             OffsetReset::Earliest => StartOffset::Earliest,
             _ => StartOffset::Latest,
@@ -203,6 +224,7 @@ impl Consumer {
 
     /// Seeks every assigned partition.
     pub fn seek_all(&mut self, start: StartOffset) {
+        self.cancel_inflight();
         for a in &mut self.assigned {
             a.position = match start {
                 StartOffset::Offset(o) if o >= 0 => Ok(o),
@@ -308,14 +330,43 @@ impl Consumer {
             self.refresh_assigned_metadata().await;
             return Ok(());
         }
-        let requests: Vec<_> = by_leader
-            .into_values()
-            .map(|(conn, idx)| {
-                let req = self.fetch_request(&idx, wait);
-                async move { (idx, conn.send(&req).await) }
-            })
-            .collect();
-        for (idx, result) in futures::future::join_all(requests).await {
+        let mut waiting = Vec::with_capacity(by_leader.len());
+        let mut connections = HashMap::with_capacity(by_leader.len());
+        for (leader, (conn, idx)) in by_leader {
+            let key = self.fetch_key(&idx);
+            if key.is_empty() {
+                continue;
+            }
+            // A prefetch issued after the last round is still valid if nothing moved since.
+            let handle = match self.inflight.remove(&leader) {
+                Some(f) if f.key == key => f.handle,
+                Some(f) => {
+                    f.handle.abort();
+                    self.spawn_fetch(conn.clone(), &key, wait)
+                }
+                None => self.spawn_fetch(conn.clone(), &key, wait),
+            };
+            connections.insert(leader, conn);
+            waiting.push((leader, key, handle));
+        }
+        let limit = wait + FETCH_SLACK;
+        let rounds = waiting.into_iter().map(|(leader, key, mut handle)| async move {
+            match tokio::time::timeout(limit, &mut handle).await {
+                Ok(done) => (leader, key, Ok(done)),
+                Err(_) => (leader, key, Err(handle)),
+            }
+        });
+        let mut answered = Vec::new();
+        for (leader, key, result) in futures::future::join_all(rounds).await {
+            let result = match result {
+                Ok(Ok(result)) => result,
+                Ok(Err(join)) => Err(ClientError::ConnectionClosed(format!("fetch task failed: {join}"))),
+                Err(still_running) => {
+                    // Slower than this poll's budget: keep it for the next poll.
+                    self.inflight.insert(leader, Inflight { key, handle: still_running });
+                    continue;
+                }
+            };
             match result {
                 Ok(resp) => {
                     if resp.error_code != 0 {
@@ -324,7 +375,7 @@ impl Consumer {
                     }
                     for topic in resp.responses {
                         for p in topic.partitions {
-                            let Some(&i) = idx.iter().find(|&&i| {
+                            let Some(&(i, _)) = key.iter().find(|&&(i, _)| {
                                 self.assigned[i].topic.as_ref() == topic.topic.0.as_str()
                                     && self.assigned[i].partition == p.partition_index
                             }) else {
@@ -333,6 +384,7 @@ impl Consumer {
                             stale |= self.absorb(i, p, out)?;
                         }
                     }
+                    answered.push((leader, key));
                 }
                 Err(e) if e.is_retriable() => stale = true,
                 Err(e) => return Err(e),
@@ -340,8 +392,39 @@ impl Consumer {
         }
         if stale {
             self.refresh_assigned_metadata().await;
+        } else {
+            // Pipelining: the next fetch travels while the caller handles these records.
+            for (leader, key) in answered {
+                let idx: Vec<usize> = key.iter().map(|&(i, _)| i).collect();
+                let next = self.fetch_key(&idx);
+                if let Some(conn) = connections.get(&leader).filter(|_| !next.is_empty()) {
+                    let handle = self.spawn_fetch(conn.clone(), &next, self.config.fetch_max_wait);
+                    self.inflight.insert(leader, Inflight { key: next, handle });
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The `(assignment index, fetch offset)` pairs a fetch for these partitions would carry.
+    fn fetch_key(&self, idx: &[usize]) -> Vec<(usize, i64)> {
+        idx.iter().filter_map(|&i| self.assigned[i].position.ok().map(|p| (i, p))).collect()
+    }
+
+    fn spawn_fetch(
+        &self,
+        conn: Arc<Connection>,
+        key: &[(usize, i64)],
+        wait: Duration,
+    ) -> JoinHandle<Result<FetchResponse, ClientError>> {
+        let req = self.fetch_request(key, wait);
+        tokio::spawn(async move { conn.send(&req).await })
+    }
+
+    fn cancel_inflight(&mut self) {
+        for (_, f) in self.inflight.drain() {
+            f.handle.abort();
+        }
     }
 
     async fn refresh_assigned_metadata(&self) {
@@ -353,11 +436,10 @@ impl Consumer {
         }
     }
 
-    fn fetch_request(&self, idx: &[usize], wait: Duration) -> FetchRequest {
+    fn fetch_request(&self, key: &[(usize, i64)], wait: Duration) -> FetchRequest {
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for &i in idx {
+        for &(i, offset) in key {
             let a = &self.assigned[i];
-            let Ok(offset) = a.position else { continue };
             let part = FetchPartition::default()
                 .with_partition(a.partition)
                 .with_current_leader_epoch(-1)
