@@ -63,3 +63,65 @@ async fn large_data_multi_chroot_and_watch_order() {
     zk.close().await;
     server.shutdown().await;
 }
+
+/// Malformed requests and unknown sessions get clear errors; the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors() {
+    use strom_proto::keeper::keeper_client::KeeperClient as Grpc;
+    use strom_proto::keeper::{client_message, server_message, ClientMessage, ConnectRequest, Request};
+    use tokio_stream::wrappers::ReceiverStream;
+
+    let (_dir, server) = start().await;
+    let url = format!("http://{}", server.client_addr());
+    let open = |msgs: Vec<ClientMessage>| {
+        let url = url.clone();
+        async move {
+            let mut grpc = Grpc::connect(url).await.expect("grpc connect");
+            let (tx, rx) = tokio::sync::mpsc::channel(16);
+            for m in msgs {
+                tx.send(m).await.expect("queue");
+            }
+            let stream = grpc.session(ReceiverStream::new(rx)).await.expect("open session").into_inner();
+            (tx, stream)
+        }
+    };
+    let connect = |session_id: i64| ClientMessage {
+        msg: Some(client_message::Msg::Connect(ConnectRequest {
+            session_id,
+            timeout_ms: 4000,
+            last_zxid_seen: 0,
+            password: vec![1, 2, 3],
+        })),
+    };
+
+    // Resuming a session that does not exist: session expired.
+    let (_tx, mut stream) = open(vec![connect(0x1234_5678)]).await;
+    let err = stream.message().await.expect_err("unknown session must be refused");
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err}");
+
+    // A first message that is not a ConnectRequest.
+    let bad_first = ClientMessage { msg: Some(client_message::Msg::Request(Request { xid: 1, op: None })) };
+    let (_tx, mut stream) = open(vec![bad_first]).await;
+    let err = stream.message().await.expect_err("must be refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+
+    // A request without an operation, on a good session: an error response, session intact.
+    let empty = ClientMessage { msg: Some(client_message::Msg::Request(Request { xid: 7, op: None })) };
+    let (_tx, mut stream) = open(vec![connect(0), empty]).await;
+    let first = stream.message().await.expect("stream").expect("connected");
+    assert!(matches!(first.msg, Some(server_message::Msg::Connected(_))));
+    let reply = stream.message().await.expect("stream").expect("response");
+    match reply.msg {
+        Some(server_message::Msg::Response(r)) => {
+            assert_eq!(r.xid, 7);
+            assert_eq!(r.err, KeeperError::BadArguments(String::new()).code());
+        }
+        other => panic!("expected an error response, got {other:?}"),
+    }
+
+    // The server still serves a well-behaved client.
+    let zk = KeeperClient::connect(&server.client_addr().to_string(), Duration::from_secs(4)).await.expect("connect");
+    zk.create("/still-here", b"", CreateMode::Persistent).await.expect("create");
+    zk.close().await;
+    server.shutdown().await;
+}
