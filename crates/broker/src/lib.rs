@@ -13,11 +13,14 @@
 //! - [`controller`]: controller election and partition-state management.
 //! - [`topic`]: topic name rules, topic configs and replica assignment.
 //! - [`producer_ids`]: producer-id blocks for idempotent producers.
+//! - [`group`]: the group coordinator — consumer groups and committed offsets in
+//!   `__consumer_offsets`.
 
 pub mod cluster;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod group;
 pub mod handlers;
 pub mod metadata;
 pub mod network;

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::group::GroupCoordinator;
 use crate::handlers::{now_ms, BrokerState};
 use crate::metadata::MetadataCache;
 use crate::network;
@@ -68,12 +69,14 @@ impl Broker {
             }
         }
         let tick_every = Duration::from_millis(config.log_retention_check_interval_ms.max(10));
+        let groups = GroupCoordinator::start(config.clone(), cache.clone(), replicas.clone(), cluster.clone());
         let state = Arc::new(BrokerState {
             config,
             cache,
             replicas: replicas.clone(),
             cluster,
             producer_ids: ProducerIds::default(),
+            groups,
         });
         let accept = tokio::spawn(network::accept_loop(listener, state.clone(), shutdown_rx.clone()));
         let ticker = tokio::spawn(tick_loop(replicas, tick_every, shutdown_rx));

@@ -72,7 +72,7 @@ async fn api_versions_and_unsupported_version() {
     assert_eq!(resp.error_code, 0);
     let produce = resp.api_keys.iter().find(|k| k.api_key == ApiKey::Produce as i16).unwrap();
     assert_eq!((produce.min_version, produce.max_version), (3, 9));
-    assert!(resp.api_keys.iter().all(|k| k.api_key != ApiKey::JoinGroup as i16));
+    assert!(resp.api_keys.iter().all(|k| k.api_key != ApiKey::AddPartitionsToTxn as i16));
 
     // A version from the future: v0 error response with the API list (KIP-511), the
     // connection stays usable.

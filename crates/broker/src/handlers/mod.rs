@@ -8,14 +8,25 @@
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::sync::Arc;
 
@@ -30,6 +41,7 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
 use crate::metadata::MetadataCache;
 use crate::producer_ids::ProducerIds;
 use crate::protocol::{self, EncodeError};
@@ -42,6 +54,7 @@ pub struct BrokerState {
     pub replicas: Arc<ReplicaManager>,
     pub cluster: Arc<Cluster>,
     pub producer_ids: ProducerIds,
+    pub groups: Arc<GroupCoordinator>,
 }
 
 /// A reply on its way to the connection's writer.
@@ -70,6 +83,8 @@ pub struct RequestMeta {
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<StrBytes>,
+    /// The client's address (JoinGroup records it as the member's host).
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 impl RequestMeta {
@@ -85,12 +100,14 @@ pub async fn dispatch(
     api: ApiKey,
     header: RequestHeader,
     mut body: Bytes,
+    peer: Option<std::net::SocketAddr>,
 ) -> Result<Reply, DispatchError> {
     let meta = RequestMeta {
         api,
         version: header.request_api_version,
         correlation_id: header.correlation_id,
         client_id: header.client_id,
+        peer,
     };
     if api == ApiKey::ApiVersions {
         // Answered even for versions we do not know (KIP-511), and never needs the body
@@ -154,6 +171,50 @@ pub async fn dispatch(
         ApiKey::DescribeCluster => {
             let req = decode!(DescribeClusterRequest);
             spawn(async move { describe_cluster::handle(&state, &meta, req).map(Some) })
+        }
+        ApiKey::FindCoordinator => {
+            let req = decode!(kafka_protocol::messages::FindCoordinatorRequest);
+            spawn(async move { find_coordinator::handle(&state, &meta, req).await.map(Some) })
+        }
+        ApiKey::JoinGroup => {
+            let req = decode!(kafka_protocol::messages::JoinGroupRequest);
+            spawn(async move { join_group::handle(&state, &meta, req).await.map(Some) })
+        }
+        ApiKey::SyncGroup => {
+            let req = decode!(kafka_protocol::messages::SyncGroupRequest);
+            spawn(async move { sync_group::handle(&state, &meta, req).await.map(Some) })
+        }
+        ApiKey::Heartbeat => {
+            let req = decode!(kafka_protocol::messages::HeartbeatRequest);
+            Reply::Now(Some(heartbeat::handle(&state, &meta, req)?))
+        }
+        ApiKey::LeaveGroup => {
+            let req = decode!(kafka_protocol::messages::LeaveGroupRequest);
+            Reply::Now(Some(leave_group::handle(&state, &meta, req)?))
+        }
+        ApiKey::OffsetCommit => {
+            let req = decode!(kafka_protocol::messages::OffsetCommitRequest);
+            Reply::Now(Some(offset_commit::handle(&state, &meta, req)?))
+        }
+        ApiKey::OffsetFetch => {
+            let req = decode!(kafka_protocol::messages::OffsetFetchRequest);
+            Reply::Now(Some(offset_fetch::handle(&state, &meta, req)?))
+        }
+        ApiKey::ListGroups => {
+            let req = decode!(kafka_protocol::messages::ListGroupsRequest);
+            Reply::Now(Some(list_groups::handle(&state, &meta, req)?))
+        }
+        ApiKey::DescribeGroups => {
+            let req = decode!(kafka_protocol::messages::DescribeGroupsRequest);
+            Reply::Now(Some(describe_groups::handle(&state, &meta, req)?))
+        }
+        ApiKey::DeleteGroups => {
+            let req = decode!(kafka_protocol::messages::DeleteGroupsRequest);
+            Reply::Now(Some(delete_groups::handle(&state, &meta, req)?))
+        }
+        ApiKey::OffsetDelete => {
+            let req = decode!(kafka_protocol::messages::OffsetDeleteRequest);
+            Reply::Now(Some(offset_delete::handle(&state, &meta, req)?))
         }
         _ => return Err(DispatchError::UnsupportedVersion { api, version, supported: "none".into() }),
     };

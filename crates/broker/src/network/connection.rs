@@ -123,7 +123,7 @@ async fn read_loop(
         let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
             .map_err(|e| ConnectionError::Malformed(format!("{api:?} request header: {e}")))?;
         tracing::trace!(%peer, ?api, version, correlation_id = header.correlation_id, "request");
-        let reply = handlers::dispatch(state, api, header, frame)
+        let reply = handlers::dispatch(state, api, header, frame, Some(peer))
             .await
             .map_err(|e| ConnectionError::Malformed(e.to_string()))?;
         if tx.send(reply).await.is_err() {
