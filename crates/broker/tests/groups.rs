@@ -404,7 +404,9 @@ async fn offsets_and_groups_survive_a_broker_restart() {
     create_topic(&mut conn, "orders", 2).await;
     assert_eq!(find_coordinator(&mut conn, "g4").await.error_code, 0);
     assert_eq!(commit_codes(&conn.call(7, &commit_req("g4", "", -1, "orders", &[(0, 11), (1, 22)])).await), vec![0, 0]);
+    assert_eq!(find_coordinator(&mut conn, "g5").await.error_code, 0);
     let joined = join(&mut conn, "g5", "", 10_000).await;
+    assert_eq!(joined.error_code, 0);
     let me = joined.member_id.to_string();
     assert_eq!(conn.call(5, &sync_req("g5", &me, 1, &[(&me, b"A")])).await.error_code, 0);
     assert_eq!(commit_codes(&conn.call(7, &commit_req("g5", &me, 1, "orders", &[(1, 3)])).await), vec![0]);

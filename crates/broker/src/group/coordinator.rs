@@ -29,7 +29,7 @@ use crate::cluster::admin::{AdminError, NewTopic};
 use crate::cluster::Cluster;
 use crate::config::BrokerConfig;
 use crate::handlers::now_ms;
-use crate::metadata::{BrokerInfo, MetadataCache};
+use crate::metadata::{BrokerInfo, ClusterSnapshot, MetadataCache};
 use crate::replica::{Partition, ReplicaManager};
 
 /// The internal topic holding group metadata and committed offsets.
@@ -37,7 +37,7 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// Kafka's `offset.metadata.max.bytes` default.
 const MAX_METADATA_BYTES: usize = 4096;
-/// How long FindCoordinator waits for a just-created offsets topic to get leaders.
+/// How long FindCoordinator waits for a just-created offsets topic and its group's leader.
 const CREATE_WAIT: Duration = Duration::from_secs(10);
 /// Backstop for the leadership watcher, in case a leadership change reaches the replica
 /// manager after the metadata change that announced it.
@@ -231,8 +231,12 @@ impl GroupCoordinator {
     /// The broker coordinating `key`, creating `__consumer_offsets` on first use.
     pub async fn find_coordinator(&self, key: &str) -> Result<BrokerInfo, (i16, String)> {
         self.ensure_offsets_topic().await?;
-        let snapshot = self.cache.snapshot();
         let partition = partition_for(key, self.offsets_partitions());
+        // Right after creation the controller elects leaders one partition at a time; only
+        // this group's partition matters.
+        let led = |s: &ClusterSnapshot| s.partition(OFFSETS_TOPIC, partition).is_some_and(|p| p.leader >= 0);
+        self.cache.wait_for(CREATE_WAIT, led).await;
+        let snapshot = self.cache.snapshot();
         let leader = snapshot.partition(OFFSETS_TOPIC, partition).map_or(-1, |p| p.leader);
         let Some(broker) = snapshot.brokers.get(&leader) else {
             return Err((
@@ -249,9 +253,8 @@ impl GroupCoordinator {
 
     async fn ensure_offsets_topic(&self) -> Result<(), (i16, String)> {
         let unavailable = |msg: String| (code(ResponseError::CoordinatorNotAvailable), msg);
-        let led =
-            |s: &crate::metadata::ClusterSnapshot| s.topic(OFFSETS_TOPIC).is_some_and(|t| t.all_leaders_elected());
-        if led(&self.cache.snapshot()) {
+        let exists = |s: &ClusterSnapshot| s.topic(OFFSETS_TOPIC).is_some();
+        if exists(&self.cache.snapshot()) {
             return Ok(());
         }
         let _creating = self.creating.lock().await;
@@ -283,10 +286,10 @@ impl GroupCoordinator {
                 Err(e) => return Err(unavailable(format!("cannot create {OFFSETS_TOPIC}: {e}"))),
             }
         }
-        if self.cache.wait_for(CREATE_WAIT, led).await {
+        if self.cache.wait_for(CREATE_WAIT, exists).await {
             Ok(())
         } else {
-            Err(unavailable(format!("{OFFSETS_TOPIC} has partitions without a leader")))
+            Err(unavailable(format!("{OFFSETS_TOPIC} was created but has not appeared in the metadata yet")))
         }
     }
 
@@ -759,7 +762,7 @@ fn spawn_timer(shard: &Arc<Shard>, cell: &Arc<GroupCell>) {
 
 /// Keeps the shards in line with leadership of `__consumer_offsets` partitions.
 async fn watch_leadership(coordinator: Weak<GroupCoordinator>, cache: Arc<MetadataCache>) {
-    let mut last: Option<Arc<crate::metadata::ClusterSnapshot>> = None;
+    let mut last: Option<Arc<ClusterSnapshot>> = None;
     let mut lagging = false;
     loop {
         // Addresses only identify the snapshot (the Arc in `last` keeps it alive).
