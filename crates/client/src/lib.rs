@@ -11,6 +11,8 @@
 //! - [`consumer`]: [`Consumer`] — Fetch/ListOffsets for assigned partitions (the seam where
 //!   consumer-group membership plugs in).
 //! - [`admin`]: [`Admin`] — create/delete topics, add partitions, describe configs and topics.
+//! - [`group`]: [`GroupAdmin`](group::GroupAdmin) — consumer-group listing, description,
+//!   committed offsets and deletion through the group coordinator.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
 //! - [`config`], [`error`]: client settings and the error type.
 
@@ -20,6 +22,7 @@ pub mod config;
 pub mod connection;
 pub mod consumer;
 pub mod error;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 pub mod versions;
