@@ -22,7 +22,7 @@ pub async fn keeper(config_path: &Path) -> Result<String> {
         server_status(&addr, PROBE_TIMEOUT).await.with_context(|| format!("keeper at {addr} does not answer"))?;
     let member = status.members.contains(&status.server_id);
     match status.role.as_str() {
-        "leader" | "follower" | "standalone" if member && status.leader_id > 0 => {
+        "leader" | "follower" | "standalone" if member && status.leader_id >= 0 => {
             Ok(format!("keeper {} is {} (leader {})", status.server_id, status.role, status.leader_id))
         }
         role => {
