@@ -323,3 +323,23 @@ def tutorial_consumer_plain(bootstrap, topic, group, count):
     consumer.commit()
     consumer.close(autocommit=False)
     return got
+
+
+def test_console_consumer_with_group_commits_and_resumes(cluster, tools, topic_name):
+    topic, group = "console-" + topic_name, "console-" + topic_name
+    create_topic(cluster.bootstrap, topic, 1)
+    produce(cluster.bootstrap, topic, 10, 1)
+    r = tools("kafka-console-consumer", "--bootstrap-server", cluster.bootstrap, "--topic", topic, "--group", group,
+              "--from-beginning", "--max-messages", "6")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == [str(i) for i in range(6)]
+
+    r = tools("kafka-consumer-groups", "--bootstrap-server", cluster.bootstrap, "--describe", "--group", group)
+    assert r.returncode == 0, r.stderr.decode()
+    assert group_lines(r.stdout.decode())[0][3:6] == ["6", "10", "4"], r.stdout.decode()
+
+    r = tools("kafka-console-consumer", "--bootstrap-server", cluster.bootstrap, "--topic", topic, "--group", group,
+              "--timeout-ms", "3000")
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout.decode().splitlines() == [str(i) for i in range(6, 10)]
+    assert "Processed a total of 4 messages" in r.stderr.decode()

@@ -13,6 +13,8 @@
 //! - [`admin`]: [`Admin`] — create/delete topics, add partitions, describe configs and topics.
 //! - [`group`]: [`GroupAdmin`](group::GroupAdmin) — consumer-group listing, description,
 //!   committed offsets and deletion through the group coordinator.
+//! - [`group_member`]: [`GroupMember`](group_member::GroupMember) — joining a consumer group
+//!   (range assignor), heartbeats, generation-checked commits, leaving.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
 //! - [`config`], [`error`]: client settings and the error type.
 
@@ -23,6 +25,7 @@ pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod group;
+pub mod group_member;
 pub mod partitioner;
 pub mod producer;
 pub mod versions;

@@ -1,8 +1,10 @@
 //! `kafka-console-consumer`: print a topic's records to stdout, like Apache Kafka's tool.
 //!
-//! Modules: `formatter` (Kafka's `DefaultMessageFormatter` and its `--property` settings).
+//! Modules: `formatter` (Kafka's `DefaultMessageFormatter` and its `--property` settings),
+//! `group` (`--group`: consuming as a consumer-group member).
 
 mod formatter;
+mod group;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -53,7 +55,7 @@ struct Args {
     /// read_committed or read_uncommitted.
     #[arg(long = "isolation-level", default_value = "read_uncommitted")]
     isolation_level: String,
-    /// Consumer group id (consumer groups are not supported yet).
+    /// Consume as a member of this consumer group, committing what was printed.
     #[arg(long)]
     group: Option<String>,
     /// Skip records that fail to decode instead of stopping.
@@ -128,9 +130,6 @@ fn start_offset(args: &Args) -> anyhow::Result<StartOffset> {
 }
 
 async fn run(args: Args, processed: &mut u64) -> anyhow::Result<()> {
-    if let Some(group) = &args.group {
-        bail!("--group {group}: consumer groups are not supported by this release yet; omit --group to read the topic's partitions directly");
-    }
     let start = start_offset(&args)?;
     let props: HashMap<String, String> =
         args.property.iter().map(|p| split_kv(p, "--property")).collect::<Result<_, _>>()?;
@@ -157,6 +156,9 @@ async fn run(args: Args, processed: &mut u64) -> anyhow::Result<()> {
     let deadline = args.timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
     wait_for_topic(&client, &args.topic, deadline).await?;
     let mut consumer = Consumer::new(client, cfg);
+    if let Some(group) = &args.group {
+        return group::consume(&args, group, consumer, &formatter, processed).await;
+    }
     match args.partition {
         Some(p) => consumer.assign(&[(args.topic.as_str(), p)]),
         None => {
