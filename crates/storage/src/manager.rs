@@ -131,6 +131,11 @@ impl LogManager {
         ignore_poison(self.logs.read())
     }
 
+    /// The log directories, in configuration order (for DescribeLogDirs).
+    pub fn dirs(&self) -> &[PathBuf] {
+        &self.dirs
+    }
+
     /// The config new logs get when the caller has nothing more specific.
     pub fn default_config(&self) -> &LogConfig {
         &self.default_config
