@@ -935,6 +935,42 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn members_that_miss_the_rebalance_timeout_are_removed() {
+        let j = Recorder(Cell::new(0));
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let join = |g: &mut Group, id: &str| {
+            let mut a = args(id, None, &["range"]);
+            a.require_known_member_id = false;
+            g.join(a, now, &j)
+        };
+        let a = now_answer(join(&mut g, ""));
+        let Reply::Wait(_b_first) = join(&mut g, "") else { panic!("b waits for a") };
+        let Reply::Wait(mut a_rx) = join(&mut g, &a.member_id) else { panic!("a rejoins") };
+        let gen2 = a_rx.try_recv().expect("both joined");
+        assert_eq!((gen2.generation, gen2.members.len()), (2, 2));
+        let b_id = gen2.members.iter().map(|m| m.0.clone()).find(|m| *m != a.member_id).unwrap();
+        let sync = SyncArgs {
+            member_id: a.member_id.clone(),
+            group_instance_id: None,
+            generation: 2,
+            protocol_type: None,
+            protocol_name: None,
+            assignments: vec![],
+        };
+        assert_eq!(now_answer(g.sync(sync, now, &j)).error, 0);
+        assert_eq!(g.state, GroupState::Stable);
+        // The leader rejoins (as after a metadata change); b never does.
+        let Reply::Wait(mut a_rx) = join(&mut g, &a.member_id) else { panic!("a waits for b") };
+        assert!(a_rx.try_recv().is_err());
+        assert_eq!(g.next_deadline(), Some(now + Duration::from_secs(10)));
+        g.expire(now + Duration::from_secs(10), &j);
+        let gen3 = a_rx.try_recv().expect("completed at the rebalance timeout");
+        assert_eq!((gen3.error, gen3.generation, gen3.members.len()), (0, 3, 1));
+        assert!(!g.members.contains_key(&b_id));
+    }
+
+    #[tokio::test]
     async fn inconsistent_protocols_are_refused() {
         let j = Recorder(Cell::new(0));
         let now = Instant::now();
