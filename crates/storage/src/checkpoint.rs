@@ -12,6 +12,9 @@ pub(crate) const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 /// First offset still readable after retention / DeleteRecords.
 pub(crate) const LOG_START_FILE: &str = "log-start-offset-checkpoint";
 
+/// High watermark last checkpointed by the broker (Kafka's replication-offset-checkpoint).
+pub(crate) const HIGH_WATERMARK_FILE: &str = "replication-offset-checkpoint";
+
 const VERSION: &str = "0";
 
 pub(crate) fn write(dir: &Path, name: &str, offset: i64) -> io::Result<()> {

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, Batch, BatchIter};
-use crate::checkpoint::{self, LOG_START_FILE, RECOVERY_POINT_FILE};
+use crate::checkpoint::{self, HIGH_WATERMARK_FILE, LOG_START_FILE, RECOVERY_POINT_FILE};
 use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, LogError};
@@ -68,6 +68,8 @@ pub struct PartitionLog {
     log_end: AtomicI64,
     append: Mutex<AppendState>,
     epochs: Mutex<LeaderEpochCache>,
+    /// Last high watermark written to disk (-1: none); the lock also orders its writes.
+    high_watermark: Mutex<i64>,
     deleted: AtomicBool,
 }
 
@@ -125,6 +127,9 @@ impl PartitionLog {
             .ctx(|| format!("reading recovery point in {}", dir.display()))?;
         let start_checkpoint =
             checkpoint::read(dir, LOG_START_FILE).ctx(|| format!("reading log start offset in {}", dir.display()))?;
+        let high_watermark = checkpoint::read(dir, HIGH_WATERMARK_FILE)
+            .ctx(|| format!("reading high watermark in {}", dir.display()))?
+            .unwrap_or(-1);
         let (mut epochs, epochs_loaded) =
             LeaderEpochCache::load(dir).ctx(|| format!("reading leader epochs in {}", dir.display()))?;
 
@@ -212,6 +217,7 @@ impl PartitionLog {
                 last_flush_ms: now,
             }),
             epochs: Mutex::new(epochs),
+            high_watermark: Mutex::new(high_watermark),
             deleted: AtomicBool::new(false),
         };
         if recovered_any {
@@ -742,6 +748,30 @@ impl PartitionLog {
         st.unflushed_messages = 0;
         st.last_flush_ms = now_ms();
         Ok(())
+    }
+
+    /// Persists the high watermark so a restarted broker does not expose offsets that were
+    /// never committed (Kafka writes it every `replica.high.watermark.checkpoint.interval.ms`;
+    /// call it periodically, not per request — it costs an fsync). Unchanged values are skipped.
+    pub fn checkpoint_high_watermark(&self, high_watermark: i64) -> Result<(), LogError> {
+        let mut last = ignore_poison(self.high_watermark.lock());
+        if *last == high_watermark {
+            return Ok(());
+        }
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(LogError::Deleted(self.dir.display().to_string()));
+        }
+        checkpoint::write(&self.dir, HIGH_WATERMARK_FILE, high_watermark)
+            .ctx(|| format!("writing high watermark in {}", self.dir.display()))?;
+        *last = high_watermark;
+        Ok(())
+    }
+
+    /// The last checkpointed high watermark clamped to `[log_start, log_end]`, or `None` if
+    /// none was ever written.
+    pub fn high_watermark_checkpoint(&self) -> Option<i64> {
+        let hw = *ignore_poison(self.high_watermark.lock());
+        (hw >= 0).then(|| hw.clamp(self.log_start_offset(), self.log_end_offset()))
     }
 
     /// Replaces the settings; they apply to the next append, roll, flush and retention check.

@@ -541,3 +541,18 @@ fn producer_snapshot_from_clean_shutdown_is_used_and_invalidated() {
     let log = PartitionLog::open(dir.path(), small_config()).expect("reopen");
     assert!(matches!(log.append(idempotent(7, 0, 4, 1), 0), Err(LogError::OutOfOrderSequence { expected: 3, .. })));
 }
+
+#[test]
+fn high_watermark_checkpoint_survives_restart_clamped_to_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).expect("open");
+    assert_eq!(log.high_watermark_checkpoint(), None);
+    fill(&log, 4, 0);
+    log.checkpoint_high_watermark(9).expect("checkpoint");
+    assert_eq!(log.high_watermark_checkpoint(), Some(9));
+    drop(log);
+    let log = PartitionLog::open(dir.path(), LogConfig::default()).expect("reopen");
+    assert_eq!(log.high_watermark_checkpoint(), Some(9));
+    log.truncate_to(3).expect("truncate");
+    assert_eq!(log.high_watermark_checkpoint(), Some(3), "never above the log end");
+}
