@@ -577,6 +577,8 @@ impl PartitionLog {
         for seg in &removed {
             seg.delete_files()?;
         }
+        // Removed segments must stay removed across a crash (they hold divergent data).
+        fileio::sync_dir(&self.dir).ctx(|| format!("fsync {}", self.dir.display()))?;
         let new_end = self.active_segment().next_offset();
         self.log_end.store(new_end, Ordering::Release);
         if self.log_start_offset() > new_end {

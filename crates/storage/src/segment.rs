@@ -460,7 +460,9 @@ impl Segment {
         let Some((pos, _)) = self.locate(offset, size)? else {
             return Ok(self.next_offset());
         };
+        // Durable at once: divergent batches that came back after a crash would pass recovery.
         self.file.set_len(pos).ctx(|| format!("truncating {}", self.log_path.display()))?;
+        self.file.sync_all().ctx(|| format!("fsync {}", self.log_path.display()))?;
         self.size.store(pos, Ordering::Release);
         let mut state = SegmentState::empty(self.base_offset);
         let mut next = self.base_offset;
