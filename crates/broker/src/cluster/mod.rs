@@ -215,7 +215,7 @@ impl Cluster {
         let path = broker_path(id);
         let reg = BrokerRegistration::new(&self.endpoint.0, self.endpoint.1, self.config.broker_rack.clone(), now_ms());
         let data = serde_json::to_vec(&reg).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
-        let deadline = tokio::time::Instant::now() + self.config.zookeeper_session_timeout * 2;
+        let deadline = tokio::time::Instant::now() + self.config.zookeeper_session_timeout + Duration::from_secs(2);
         let mut events = zk.events();
         loop {
             match zk.create(&path, &data, CreateMode::Ephemeral).await {

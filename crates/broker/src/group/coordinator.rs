@@ -42,6 +42,8 @@ const CREATE_WAIT: Duration = Duration::from_secs(10);
 /// Backstop for the leadership watcher, in case a leadership change reaches the replica
 /// manager after the metadata change that announced it.
 const LEADERSHIP_RECHECK: Duration = Duration::from_millis(500);
+/// How long FindCoordinator waits for the group's partition to finish loading.
+const LOAD_WAIT: Duration = Duration::from_secs(2);
 
 /// The `__consumer_offsets` partition of `group` (Kafka's `partitionFor`: Java's
 /// `String.hashCode`, `Utils.abs`, modulo the partition count).
@@ -103,7 +105,8 @@ pub struct Shard {
     index: i32,
     partition: Arc<Partition>,
     epoch: i32,
-    ready: AtomicBool,
+    /// Set once the partition has been replayed.
+    ready: watch::Sender<bool>,
     closed: watch::Sender<bool>,
     groups: Mutex<HashMap<String, Arc<GroupCell>>>,
 }
@@ -245,8 +248,12 @@ impl GroupCoordinator {
             ));
         };
         if leader == self.broker_id {
-            // Start loading now, so the JoinGroup that follows finds the groups ready.
-            let _ = self.shard(partition);
+            // Load now and (briefly) wait for it, so the JoinGroup that follows finds the
+            // groups ready instead of backing off on COORDINATOR_LOAD_IN_PROGRESS.
+            if let Ok(shard) = self.shard(partition) {
+                let mut ready = shard.ready.subscribe();
+                let _ = tokio::time::timeout(LOAD_WAIT, ready.wait_for(|r| *r)).await;
+            }
         }
         Ok(broker.clone())
     }
@@ -299,7 +306,7 @@ impl GroupCoordinator {
             return Err(code(ResponseError::CoordinatorNotAvailable));
         }
         let shard = self.shard(partition_for(group_id, self.offsets_partitions()))?;
-        if shard.ready.load(Ordering::Acquire) {
+        if *shard.ready.borrow() {
             Ok(shard)
         } else {
             Err(code(ResponseError::CoordinatorLoadInProgress))
@@ -330,7 +337,7 @@ impl GroupCoordinator {
             index,
             partition,
             epoch,
-            ready: AtomicBool::new(false),
+            ready: watch::channel(false).0,
             closed: watch::channel(false).0,
             groups: Mutex::new(HashMap::new()),
         });
@@ -580,7 +587,7 @@ impl GroupCoordinator {
             if !shard.is_current() {
                 continue;
             }
-            if !shard.ready.load(Ordering::Acquire) {
+            if !*shard.ready.borrow() {
                 return Err(code(ResponseError::CoordinatorLoadInProgress));
             }
             let cells: Vec<Arc<GroupCell>> = lock(&shard.groups).values().cloned().collect();
@@ -805,7 +812,7 @@ async fn load_shard(shard: Arc<Shard>) {
             map.insert(id, cell);
         }
     }
-    shard.ready.store(true, Ordering::Release);
+    shard.ready.send_replace(true);
     tracing::info!(
         partition = shard.index,
         groups = count,

@@ -56,7 +56,8 @@ pub async fn handle(
         }
         result.num_partitions = plan.assignment.len() as i32;
         result.replication_factor = plan.replication_factor();
-        result.configs = Some(
+        // Config echo (and partition/replica counts) exist from v5.
+        result.configs = (meta.version >= 5).then(|| {
             describe_configs::topic_entries(&state.config, &plan.configs)
                 .into_iter()
                 .map(|e| {
@@ -67,8 +68,8 @@ pub async fn handle(
                         .with_config_source(e.source)
                         .with_is_sensitive(false)
                 })
-                .collect(),
-        );
+                .collect()
+        });
         if !req.validate_only {
             created.push((results.len(), plan));
         }

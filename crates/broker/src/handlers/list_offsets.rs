@@ -64,6 +64,10 @@ pub fn handle(state: &Arc<BrokerState>, meta: &RequestMeta, req: ListOffsetsRequ
                             Err(e) => r.error_code = log_error(&e),
                         },
                     }
+                    if meta.version < 4 {
+                        // No leader epoch field before v4 (the encoder rejects a set value).
+                        r.leader_epoch = -1;
+                    }
                     r
                 })
                 .collect();

@@ -60,6 +60,11 @@ impl Cluster {
         Cluster { keeper: Some(keeper), broker, keeper_addr, chroot, _dirs: vec![kdir, ldir] }
     }
 
+    /// The broker's log dir.
+    pub fn log_dir(&self) -> std::path::PathBuf {
+        self._dirs[1].path().to_path_buf()
+    }
+
     pub async fn connect(&self) -> Conn {
         Conn::connect(self.broker.local_addr()).await
     }
