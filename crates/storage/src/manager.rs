@@ -1,9 +1,10 @@
 //! `LogManager`: every partition log under the broker's `log.dirs`, keyed by
 //! (topic, partition) and stored in `<log_dir>/<topic>-<partition>/`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::config::LogConfig;
@@ -84,6 +85,47 @@ fn parse_dir_name(name: &str) -> Option<Key> {
     Some((topic.to_string(), partition))
 }
 
+/// Opens the partitions on a few threads (Kafka's `num.recovery.threads.per.data.dir`): after a
+/// crash, recovery is CRC-bound and partitions are independent.
+fn open_all(found: Vec<(Key, PathBuf)>, config: &LogConfig) -> Result<Vec<(Key, PartitionLog)>, LogError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4).min(found.len().max(1));
+    let next = AtomicUsize::new(0);
+    let results: Vec<Result<Vec<(usize, PartitionLog)>, LogError>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut opened = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((_, path)) = found.get(i) else {
+                            return Ok(opened);
+                        };
+                        opened.push((i, PartitionLog::open(path, config.clone())?));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    Err(LogError::Io(
+                        "opening partition logs".into(),
+                        std::io::Error::other("a log recovery thread panicked"),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut slots: Vec<Option<PartitionLog>> = found.iter().map(|_| None).collect();
+    for result in results {
+        for (i, log) in result? {
+            slots[i] = Some(log);
+        }
+    }
+    Ok(found.into_iter().zip(slots).filter_map(|((key, _), log)| log.map(|l| (key, l))).collect())
+}
+
 fn ignore_poison<T>(r: std::sync::LockResult<T>) -> T {
     r.unwrap_or_else(|e| e.into_inner())
 }
@@ -99,7 +141,8 @@ impl LogManager {
                 std::io::Error::new(std::io::ErrorKind::InvalidInput, "no log directories configured (log.dirs)"),
             ));
         }
-        let mut logs = LogTable::default();
+        let mut found: Vec<(Key, PathBuf)> = Vec::new();
+        let mut seen: HashSet<Key> = HashSet::new();
         for dir in dirs {
             fs::create_dir_all(dir).ctx(|| format!("creating log dir {}", dir.display()))?;
             for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
@@ -112,16 +155,19 @@ impl LogManager {
                     tracing::debug!(path = %entry.path().display(), "skipping non-partition directory");
                     continue;
                 };
-                if logs.get(&key.0, key.1).is_some() {
+                if !seen.insert(key.clone()) {
                     tracing::warn!(
                         path = %entry.path().display(),
                         "partition present in several log dirs, keeping the first"
                     );
                     continue;
                 }
-                let log = PartitionLog::open(&entry.path(), default.clone())?;
-                logs.insert(key, Arc::new(log));
+                found.push((key, entry.path()));
             }
+        }
+        let mut logs = LogTable::default();
+        for (key, log) in open_all(found, &default)? {
+            logs.insert(key, Arc::new(log));
         }
         tracing::info!(partitions = logs.len(), "loaded partition logs");
         Ok(Self { dirs: dirs.to_vec(), default_config: default, logs: RwLock::new(logs) })
