@@ -93,6 +93,7 @@ def test_kafka_python_tutorial_program(cluster, topic_name):
     producer.flush()
     producer.close()
 
+    # Without a group: the consumer assigns itself every partition.
     consumer = KafkaConsumer(
         topic,
         bootstrap_servers=[cluster.bootstrap],
@@ -106,3 +107,35 @@ def test_kafka_python_tutorial_program(cluster, topic_name):
             break
     consumer.close()
     assert numbers == list(range(100))
+
+    # The tutorial's consumer exactly: a group member with auto-commit.
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[cluster.bootstrap],
+        auto_offset_reset='earliest',
+        enable_auto_commit=True,
+        group_id='my-group',
+        value_deserializer=lambda x: loads(x.decode('utf-8')),
+        consumer_timeout_ms=15000)
+    numbers = []
+    for message in consumer:
+        message = message.value
+        numbers.append(message['number'])
+        if len(numbers) == 100:
+            break
+    consumer.commit()
+    consumer.close()
+    assert numbers == list(range(100))
+
+    # The group resumes after its committed offsets: only new records arrive.
+    producer = KafkaProducer(bootstrap_servers=[cluster.bootstrap],
+                             value_serializer=lambda x: dumps(x).encode('utf-8'))
+    producer.send(topic, value={'number': 100})
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(topic, bootstrap_servers=[cluster.bootstrap], auto_offset_reset='earliest',
+                             enable_auto_commit=True, group_id='my-group', consumer_timeout_ms=15000,
+                             value_deserializer=lambda x: loads(x.decode('utf-8')))
+    first = next(iter(consumer))
+    consumer.close()
+    assert first.value == {'number': 100}
