@@ -485,7 +485,17 @@ fn log_manager_loads_creates_and_removes() {
     t0.append(records(2, 10, T0), 0).expect("append");
     assert!(manager.get_or_create("../escape", 0, LogConfig::default()).is_err());
     assert!(manager.get("orders-eu", 2).is_none());
-    manager.tick(strom_storage::now_ms());
+    // tick applies each log's own retention.
+    let short =
+        manager.get_or_create("short-lived", 0, LogConfig { retention_ms: 1000, ..small_config() }).expect("create");
+    fill(&short, 40, 0);
+    assert!(short.segment_count() > 2);
+    manager.tick(T0 + 1_000_000);
+    assert_eq!(short.segment_count(), 1);
+    assert_eq!(t0.segment_count(), 1);
+    assert_eq!(t0.log_end_offset(), 2);
+    manager.remove("short-lived", 0).expect("remove");
+    drop(short);
     manager.shutdown().expect("shutdown");
     drop((t0, t1, manager));
 
