@@ -70,39 +70,55 @@ impl Replica {
         lock(&self.connections).len()
     }
 
-    /// Applies one committed command and delivers the watch events it fires.
+    /// Applies one committed entry's command (each write of a batch at its own zxid) and
+    /// delivers the watch events it fires.
     pub fn apply(&self, zxid: i64, cmd: &Command) -> CommandResult {
         let mut tree = self.tree.write().unwrap_or_else(|e| e.into_inner());
+        let (result, last) = match cmd {
+            Command::Batch(cmds) => {
+                let mut results = Vec::with_capacity(cmds.len());
+                for (i, c) in cmds.iter().enumerate() {
+                    results.push(self.apply_one(&mut tree, zxid + i as i64, c));
+                }
+                (CommandResult::Batch(results), zxid + cmds.len().max(1) as i64 - 1)
+            }
+            _ => (self.apply_one(&mut tree, zxid, cmd), zxid),
+        };
+        drop(tree);
+        self.applied.send_replace(last);
+        result
+    }
+
+    fn apply_one(&self, tree: &mut DataTree, zxid: i64, cmd: &Command) -> CommandResult {
         let (result, triggers) = tree.apply(zxid, cmd);
         let killed: Vec<i64> = match cmd {
             Command::CloseSession { session_id } => vec![*session_id],
             Command::ExpireSessions { session_ids } => session_ids.clone(),
             _ => Vec::new(),
         };
-        if !triggers.is_empty() || !killed.is_empty() {
-            let fired = lock(&self.watches).fire(&triggers);
-            let mut conns = lock(&self.connections);
-            for (session, event, path) in fired {
-                if let Some(out) = conns.get(&session) {
-                    let msg = ServerMessage {
-                        msg: Some(server_message::Msg::Event(WatchEvent { event_type: event.code(), path, zxid })),
-                    };
-                    let _ = out.send(Ok(msg));
-                }
+        if triggers.is_empty() && killed.is_empty() {
+            return result;
+        }
+        let fired = lock(&self.watches).fire(&triggers);
+        let mut conns = lock(&self.connections);
+        for (session, event, path) in fired {
+            if let Some(out) = conns.get(&session) {
+                let msg = ServerMessage {
+                    msg: Some(server_message::Msg::Event(WatchEvent { event_type: event.code(), path, zxid })),
+                };
+                let _ = out.send(Ok(msg));
             }
-            let expired = matches!(cmd, Command::ExpireSessions { .. });
-            let mut watches = lock(&self.watches);
-            for id in killed {
-                watches.remove_session(id);
-                if let Some(out) = conns.remove(&id) {
-                    if expired {
-                        let _ = out.send(Err(Status::unauthenticated("session expired")));
-                    }
+        }
+        let expired = matches!(cmd, Command::ExpireSessions { .. });
+        let mut watches = lock(&self.watches);
+        for id in killed {
+            watches.remove_session(id);
+            if let Some(out) = conns.remove(&id) {
+                if expired {
+                    let _ = out.send(Err(Status::unauthenticated("session expired")));
                 }
             }
         }
-        drop(tree);
-        self.applied.send_replace(zxid);
         result
     }
 

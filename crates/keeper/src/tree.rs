@@ -2,7 +2,12 @@
 //!
 //! Every Raft entry is a [`Command`]; [`DataTree::apply`] runs it deterministically on every
 //! keeper (time comes inside the command, never from the local clock) and reports which watch
-//! triggers it produced. The zxid of a change is the Raft log index of its entry.
+//! triggers it produced.
+//!
+//! Several clients' writes travel in one entry ([`Command::Batch`]) so one fsync covers them
+//! all; each write keeps a zxid of its own: the entry's Raft log index shifted left by
+//! [`ZXID_SHIFT`] bits plus the write's position in the batch ([`zxid_of`]). Zxids therefore
+//! still order every change and map back to the log index (`zxid >> ZXID_SHIFT`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -12,12 +17,23 @@ use crate::error::KeeperError;
 use crate::path;
 use crate::types::{CreateMode, EventType, Op, OpResult, Stat, MAX_DATA_LEN};
 
+/// Bits of a zxid that number the writes of one batched entry.
+pub const ZXID_SHIFT: u32 = 10;
+/// Most writes one entry may carry.
+pub const MAX_BATCH: usize = 1 << ZXID_SHIFT;
+
+/// The zxid of the `pos`-th write of the entry at Raft log index `index`.
+pub fn zxid_of(index: u64, pos: usize) -> i64 {
+    ((index as i64) << ZXID_SHIFT) | (pos as i64 & (MAX_BATCH as i64 - 1))
+}
+
 /// A Raft log entry's payload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
     CreateSession {
         session_id: i64,
         timeout_ms: i32,
+        #[serde(with = "serde_bytes")]
         password: Vec<u8>,
     },
     CloseSession {
@@ -34,6 +50,9 @@ pub enum Command {
         ops: Vec<Op>,
         multi: bool,
     },
+    /// Up to [`MAX_BATCH`] commands from many sessions, applied in order as if each were its
+    /// own entry (zxid = entry zxid + position).
+    Batch(Vec<Command>),
 }
 
 /// The result of applying one [`Command`]; it travels back to the proposing server.
@@ -42,6 +61,8 @@ pub enum CommandResult {
     Session(Result<(), KeeperError>),
     /// On failure: index of the failing op and its error.
     Write(Result<Vec<OpResult>, (usize, KeeperError)>),
+    /// One result per command of a [`Command::Batch`].
+    Batch(Vec<CommandResult>),
     /// Membership entries and blanks carry no result.
     None,
 }
@@ -187,6 +208,15 @@ impl DataTree {
                     let _ = self.kill_session(zxid, *id, &mut triggers);
                 }
                 CommandResult::Session(Ok(()))
+            }
+            Command::Batch(cmds) => {
+                let mut results = Vec::with_capacity(cmds.len());
+                for (i, c) in cmds.iter().enumerate() {
+                    let (r, t) = self.apply(zxid + i as i64, c);
+                    results.push(r);
+                    triggers.extend(t);
+                }
+                CommandResult::Batch(results)
             }
             Command::Write { session_id, time_ms, ops, multi } => {
                 if *session_id != 0 && !self.sessions.contains_key(session_id) {
@@ -551,6 +581,27 @@ mod tests {
         assert!(matches!(r, CommandResult::Write(Err((0, KeeperError::BadArguments(_))))));
         let r = write(&mut t, 3, 0, vec![Op::Delete { path: "/".into(), version: -1 }], false);
         assert!(matches!(r, CommandResult::Write(Err((0, KeeperError::BadArguments(_))))));
+    }
+
+    #[test]
+    fn batched_writes_get_their_own_zxids() {
+        let mut t = DataTree::default();
+        let w = |p: &str| Command::Write {
+            session_id: 0,
+            time_ms: 1,
+            ops: vec![create(p, CreateMode::Persistent)],
+            multi: false,
+        };
+        let base = zxid_of(5, 0);
+        let (r, triggers) = t.apply(base, &Command::Batch(vec![w("/a"), w("/a"), w("/b")]));
+        let CommandResult::Batch(rs) = r else { panic!("batch result expected") };
+        assert!(matches!(rs[0], CommandResult::Write(Ok(_))));
+        assert_eq!(rs[1], CommandResult::Write(Err((0, KeeperError::NodeExists))));
+        assert_eq!(t.stat("/a").unwrap().czxid, base);
+        assert_eq!(t.stat("/b").unwrap().czxid, base + 2);
+        assert_eq!(t.last_zxid(), base + 2);
+        assert_eq!(triggers.len(), 4);
+        assert_eq!(zxid_of(6, 0) >> ZXID_SHIFT, 6);
     }
 
     #[test]

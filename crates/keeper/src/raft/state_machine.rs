@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{io_err, NodeId, TypeConfig};
 use crate::replica::Replica;
-use crate::tree::{CommandResult, DataTree};
+use crate::tree::{zxid_of, CommandResult, DataTree};
 
 const SNAPSHOT: &[u8] = b"snapshot";
 
@@ -119,7 +119,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut results = Vec::new();
         for entry in entries {
-            let zxid = entry.log_id.index as i64;
+            let zxid = zxid_of(entry.log_id.index, 0);
             self.last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => {

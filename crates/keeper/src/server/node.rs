@@ -20,7 +20,7 @@ use crate::error::KeeperError;
 use crate::raft::network::peer_channel;
 use crate::raft::{NodeId, Raft};
 use crate::replica::Replica;
-use crate::tree::{Command, CommandResult};
+use crate::tree::{zxid_of, Command, CommandResult, MAX_BATCH};
 
 /// How long a write may wait for a leader before the client is told `ConnectionLoss`.
 pub const LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -101,25 +101,34 @@ impl Node {
         Ok(client)
     }
 
-    /// Submits commands to openraft on this (leader) node, in order, and waits for them.
-    pub async fn propose_local(&self, cmds: Vec<Command>) -> Vec<Proposed> {
-        let mut receivers = Vec::with_capacity(cmds.len());
-        for cmd in cmds {
-            receivers.push(self.raft.client_write_ff(cmd).await);
-        }
-        let mut out = Vec::with_capacity(receivers.len());
-        for r in receivers {
-            out.push(match r {
-                Err(fatal) => Err(KeeperError::System(fatal.to_string())),
-                Ok(rx) => match rx.await {
-                    Ok(Ok(resp)) => Ok((resp.log_id.index as i64, resp.data)),
-                    Ok(Err(ClientWriteError::ForwardToLeader(_))) => Err(KeeperError::ConnectionLoss),
-                    Ok(Err(e)) => Err(KeeperError::System(e.to_string())),
-                    Err(_) => Err(KeeperError::ConnectionLoss),
+    /// Hands `cmds` to openraft as one entry (a [`Command::Batch`] when there are several) and
+    /// returns a future resolving each command's result. Submission happens before this
+    /// returns, so entries follow the order of the calls.
+    pub async fn propose_entry(&self, cmds: Vec<Command>) -> impl std::future::Future<Output = Vec<Proposed>> {
+        let n = cmds.len();
+        let cmd = match <[Command; 1]>::try_from(cmds) {
+            Ok([one]) => one,
+            Err(many) => Command::Batch(many),
+        };
+        let submitted = self.raft.client_write_ff(cmd).await;
+        async move {
+            let rx = match submitted {
+                Ok(rx) => rx,
+                Err(fatal) => return vec![Err(KeeperError::System(fatal.to_string())); n],
+            };
+            match rx.await {
+                Ok(Ok(resp)) => match resp.data {
+                    CommandResult::Batch(results) if n > 1 => {
+                        results.into_iter().enumerate().map(|(i, r)| Ok((zxid_of(resp.log_id.index, i), r))).collect()
+                    }
+                    r => vec![Ok((zxid_of(resp.log_id.index, 0), r))],
                 },
-            });
+                // Not the leader (any more): nothing was written.
+                Ok(Err(ClientWriteError::ForwardToLeader(_))) => vec![Err(KeeperError::ConnectionLoss); n],
+                Ok(Err(e)) => vec![Err(KeeperError::System(e.to_string())); n],
+                Err(_) => vec![Err(KeeperError::ConnectionLoss); n],
+            }
         }
-        out
     }
 
     /// The leader's commit index after it confirmed its leadership: a read that waits for it
@@ -141,7 +150,7 @@ impl Node {
 
     pub async fn local_read_index(&self) -> Result<i64, KeeperError> {
         match self.raft.ensure_linearizable().await {
-            Ok(log_id) => Ok(log_id.map_or(0, |l| l.index as i64)),
+            Ok(log_id) => Ok(log_id.map_or(0, |l| zxid_of(l.index, 0))),
             Err(RaftError::APIError(_)) => Err(KeeperError::ConnectionLoss),
             Err(e) => Err(KeeperError::System(e.to_string())),
         }
@@ -163,7 +172,7 @@ async fn proposer(node: std::sync::Weak<Node>, mut rx: mpsc::UnboundedReceiver<S
     let mut batch: Vec<Submission> = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
-        while batch.len() < 1024 {
+        while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(s) => batch.push(s),
                 Err(_) => break,
@@ -177,19 +186,9 @@ async fn proposer(node: std::sync::Weak<Node>, mut rx: mpsc::UnboundedReceiver<S
             Ok(leader) if leader == node.id => {
                 // Submit now, await in the background: the next batch is submitted after
                 // this one, so log order still follows arrival order.
-                let mut receivers = Vec::with_capacity(cmds.len());
-                for cmd in cmds {
-                    receivers.push(node.raft.client_write_ff(cmd).await);
-                }
+                let pending = node.propose_entry(cmds).await;
                 tokio::spawn(async move {
-                    for (r, reply) in receivers.into_iter().zip(replies) {
-                        let res = match r {
-                            Err(fatal) => Err(KeeperError::System(fatal.to_string())),
-                            Ok(rx) => match rx.await {
-                                Ok(Ok(resp)) => Ok((resp.log_id.index as i64, resp.data)),
-                                Ok(Err(_)) | Err(_) => Err(KeeperError::ConnectionLoss),
-                            },
-                        };
+                    for (res, reply) in pending.await.into_iter().zip(replies) {
                         let _ = reply.send(res);
                     }
                 });

@@ -43,7 +43,11 @@ impl RaftPeer for PeerService {
 
     async fn forward(&self, req: Request<Payload>) -> Result<Response<Payload>, Status> {
         let cmds: Vec<Command> = decode(req.get_ref())?;
-        encode(&ForwardReply(self.node.propose_local(cmds).await))
+        if cmds.is_empty() || cmds.len() > crate::tree::MAX_BATCH {
+            return Err(Status::invalid_argument(format!("a forward carries 1..={} writes", crate::tree::MAX_BATCH)));
+        }
+        let results = self.node.propose_entry(cmds).await.await;
+        encode(&ForwardReply(results))
     }
 
     async fn touch(&self, req: Request<TouchRequest>) -> Result<Response<TouchResponse>, Status> {

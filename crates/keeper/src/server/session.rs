@@ -385,7 +385,7 @@ fn write_response(xid: i64, multi: bool, proposed: Proposed) -> pb::Response {
             resp
         }
         CommandResult::Write(Err((_, e))) => error_response(xid, zxid, &e),
-        CommandResult::Session(Ok(())) | CommandResult::None => ok(Res::Empty(pb::Empty {})),
+        CommandResult::Session(Ok(())) | CommandResult::None | CommandResult::Batch(_) => ok(Res::Empty(pb::Empty {})),
         CommandResult::Session(Err(e)) => error_response(xid, zxid, &e),
     }
 }
