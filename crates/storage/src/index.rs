@@ -5,7 +5,7 @@
 //! vectors are authoritative while the log is open; files are brought up to date on roll, flush
 //! and close, and validated (or rebuilt from the segment) when the log opens.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
 
@@ -143,6 +143,101 @@ impl TimeIndex {
     }
 }
 
+/// Indexes of a sealed (no longer active) segment, binary-searched in their files with
+/// positional reads instead of being held in memory: an idle broker with many full segments
+/// keeps a few bytes per segment, not megabytes (Kafka gets the same from mmap).
+#[derive(Debug)]
+pub(crate) struct SealedIndexes {
+    offset: File,
+    offset_entries: usize,
+    time: File,
+    time_entries: usize,
+}
+
+impl SealedIndexes {
+    /// Opens the files, which must hold exactly the given number of entries (`None` if not,
+    /// and then the caller keeps the indexes in memory).
+    pub(crate) fn open(
+        offset_path: &Path,
+        time_path: &Path,
+        offset_entries: usize,
+        time_entries: usize,
+    ) -> io::Result<Option<Self>> {
+        let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p);
+        let (offset, time) = (open(offset_path)?, open(time_path)?);
+        let exact = offset.metadata()?.len() == (offset_entries * OFFSET_ENTRY_SIZE) as u64
+            && time.metadata()?.len() == (time_entries * TIME_ENTRY_SIZE) as u64;
+        Ok(exact.then_some(Self { offset, offset_entries, time, time_entries }))
+    }
+
+    /// Same answer as [`OffsetIndex::lookup`].
+    pub(crate) fn lookup(&self, relative_offset: u32) -> io::Result<u32> {
+        let idx = file_partition_point(&self.offset, self.offset_entries, OFFSET_ENTRY_SIZE, |e| {
+            u32::from_be_bytes([e[0], e[1], e[2], e[3]]) <= relative_offset
+        })?;
+        if idx == 0 {
+            return Ok(0);
+        }
+        let e = read_entry::<OFFSET_ENTRY_SIZE>(&self.offset, idx - 1)?;
+        Ok(u32::from_be_bytes([e[4], e[5], e[6], e[7]]))
+    }
+
+    /// Same answer as [`TimeIndex::lookup_before`].
+    pub(crate) fn lookup_before(&self, timestamp: i64) -> io::Result<Option<u32>> {
+        let idx =
+            file_partition_point(&self.time, self.time_entries, TIME_ENTRY_SIZE, |e| time_entry(e).0 < timestamp)?;
+        if idx == 0 {
+            return Ok(None);
+        }
+        let e = read_entry::<TIME_ENTRY_SIZE>(&self.time, idx - 1)?;
+        Ok(Some(time_entry(&e).1))
+    }
+
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.offset.sync_data()?;
+        self.time.sync_data()
+    }
+}
+
+fn time_entry(e: &[u8]) -> (i64, u32) {
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&e[..8]);
+    (i64::from_be_bytes(ts), u32::from_be_bytes([e[8], e[9], e[10], e[11]]))
+}
+
+fn read_entry<const N: usize>(file: &File, index: usize) -> io::Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    let n = fileio::read_at(file, &mut buf, (index * N) as u64)?;
+    if n < N {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "index file shorter than expected"));
+    }
+    Ok(buf)
+}
+
+/// `partition_point` over the fixed-size entries of a file.
+fn file_partition_point(
+    file: &File,
+    entries: usize,
+    entry_size: usize,
+    pred: impl Fn(&[u8]) -> bool,
+) -> io::Result<usize> {
+    let (mut lo, mut hi) = (0usize, entries);
+    let mut buf = [0u8; TIME_ENTRY_SIZE];
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let n = fileio::read_at(file, &mut buf[..entry_size], (mid * entry_size) as u64)?;
+        if n < entry_size {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "index file shorter than expected"));
+        }
+        if pred(&buf[..entry_size]) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
 /// How many entries of each index are already in the files, so a flush appends only the
 /// new ones instead of rewriting megabytes.
 #[derive(Debug, Default)]
@@ -270,6 +365,27 @@ mod tests {
         assert!(OffsetIndex::decode(&bytes[..5], 10_000).is_none(), "partial entry");
         let zeros = vec![0u8; 16];
         assert!(OffsetIndex::decode(&zeros, 10_000).is_none(), "not increasing");
+    }
+
+    #[test]
+    fn sealed_lookups_match_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (op, tp) = (dir.path().join("0.index"), dir.path().join("0.timeindex"));
+        let mut offsets = OffsetIndex::default();
+        let mut times = TimeIndex::default();
+        for i in 1..200u32 {
+            offsets.push(i * 3, i * 1000);
+            times.maybe_push(1000 + i64::from(i) * 7, i * 3);
+        }
+        PersistedIndexes::default().write(&offsets, &times, &op, &tp, false).expect("write");
+        let sealed = SealedIndexes::open(&op, &tp, offsets.len(), times.len()).expect("open").expect("exact");
+        for rel in [0, 1, 2, 3, 4, 299, 300, 596, 597, 598, 10_000] {
+            assert_eq!(sealed.lookup(rel).expect("lookup"), offsets.lookup(rel), "rel {rel}");
+        }
+        for ts in [0, 1006, 1007, 1008, 1500, 2393, 2394, 9999] {
+            assert_eq!(sealed.lookup_before(ts).expect("lookup"), times.lookup_before(ts), "ts {ts}");
+        }
+        assert!(SealedIndexes::open(&op, &tp, offsets.len() + 1, times.len()).expect("open").is_none());
     }
 
     #[test]

@@ -183,6 +183,9 @@ impl PartitionLog {
             let base = start_checkpoint.unwrap_or(0).max(0);
             segments.push(Arc::new(Segment::create(dir, base, now)?));
         }
+        for seg in &segments[..segments.len() - 1] {
+            seg.seal()?;
+        }
         let first_base = segments[0].base_offset();
         let log_end = segments.last().map_or(first_base, |s| s.next_offset());
         let log_start = start_checkpoint.unwrap_or(first_base).max(first_base).min(log_end);
@@ -455,6 +458,7 @@ impl PartitionLog {
     fn roll_locked(&self, base_offset: i64, now: i64) -> Result<Arc<Segment>, LogError> {
         let old = self.active_segment();
         old.on_roll()?;
+        old.seal()?;
         let seg = Arc::new(Segment::create(&self.dir, base_offset, now)?);
         ignore_poison(self.segments.write()).push(Arc::clone(&seg));
         tracing::debug!(dir = %self.dir.display(), base_offset, "rolled new segment");

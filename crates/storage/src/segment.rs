@@ -14,7 +14,7 @@ use bytes::Bytes;
 use crate::batch::{self, Batch, BatchError, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{IoContext, LogError};
 use crate::fileio;
-use crate::index::{self, OffsetIndex, PersistedIndexes, TimeIndex};
+use crate::index::{self, OffsetIndex, PersistedIndexes, SealedIndexes, TimeIndex};
 
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
@@ -74,6 +74,9 @@ impl BatchMeta {
 struct SegmentState {
     offset_index: OffsetIndex,
     time_index: TimeIndex,
+    /// Set once the segment is no longer active: lookups go to the files and the vectors
+    /// above are empty.
+    sealed: Option<SealedIndexes>,
     max_timestamp: i64,
     offset_of_max_timestamp: i64,
     bytes_since_index: u64,
@@ -84,6 +87,7 @@ impl SegmentState {
         Self {
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
+            sealed: None,
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             bytes_since_index: 0,
@@ -103,6 +107,20 @@ impl SegmentState {
             self.bytes_since_index = 0;
         }
         self.bytes_since_index += u64::from(meta.size);
+    }
+
+    fn lookup_position(&self, relative_offset: u32) -> io::Result<u32> {
+        match &self.sealed {
+            Some(sealed) => sealed.lookup(relative_offset),
+            None => Ok(self.offset_index.lookup(relative_offset)),
+        }
+    }
+
+    fn lookup_time_before(&self, timestamp: i64) -> io::Result<Option<u32>> {
+        match &self.sealed {
+            Some(sealed) => sealed.lookup_before(timestamp),
+            None => Ok(self.time_index.lookup_before(timestamp)),
+        }
     }
 }
 
@@ -239,7 +257,7 @@ impl Segment {
 
     pub(crate) fn index_full(&self) -> bool {
         let st = self.state();
-        st.offset_index.is_full() || st.time_index.is_full()
+        st.sealed.is_none() && (st.offset_index.is_full() || st.time_index.is_full())
     }
 
     /// Trusts a segment written before the recovery point: loads its index files and walks
@@ -366,7 +384,11 @@ impl Segment {
 
     /// Finds the batch containing `offset` (or the first after it): its position and header.
     fn locate(&self, offset: i64, size: u64) -> Result<Option<(u64, BatchMeta)>, LogError> {
-        let mut pos = u64::from(self.state().offset_index.lookup(relative(self.base_offset, offset)));
+        let mut pos = u64::from(
+            self.state()
+                .lookup_position(relative(self.base_offset, offset))
+                .ctx(|| format!("reading index of {}", self.log_path.display()))?,
+        );
         // One read usually covers the whole index interval, so small batches cost no extra
         // syscalls; a header crossing the chunk's end triggers a read at that header.
         let mut chunk = [0u8; LOCATE_CHUNK];
@@ -423,19 +445,21 @@ impl Segment {
 
     /// First record at or after `timestamp` with offset >= `min_offset`, as (offset, timestamp).
     pub(crate) fn find_by_timestamp(&self, timestamp: i64, min_offset: i64) -> Result<Option<(i64, i64)>, LogError> {
-        let (start_pos, max_ts) = {
+        let start_pos = {
             let st = self.state();
+            if st.max_timestamp < timestamp {
+                return Ok(None);
+            }
             let from = st
-                .time_index
-                .lookup_before(timestamp)
+                .lookup_time_before(timestamp)
+                .ctx(|| format!("reading time index of {}", self.log_path.display()))?
                 .map_or(self.base_offset, |rel| self.base_offset + i64::from(rel))
                 .max(min_offset);
-            let pos = st.offset_index.lookup(relative(self.base_offset, from));
-            (u64::from(pos), st.max_timestamp)
+            let pos = st
+                .lookup_position(relative(self.base_offset, from))
+                .ctx(|| format!("reading index of {}", self.log_path.display()))?;
+            u64::from(pos)
         };
-        if max_ts < timestamp {
-            return Ok(None);
-        }
         let size = self.size();
         let mut found = None;
         self.scan_headers(start_pos, size, |pos, b| {
@@ -517,9 +541,41 @@ impl Segment {
     fn write_indexes(&self, sync: bool) -> Result<(), LogError> {
         let mut persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
         let st = self.state();
+        if let Some(sealed) = &st.sealed {
+            // The files are complete since sealing; only durability may be missing.
+            return match sync {
+                true => sealed.sync().ctx(|| format!("fsync indexes of {}", self.log_path.display())),
+                false => Ok(()),
+            };
+        }
         persisted
             .write(&st.offset_index, &st.time_index, &self.index_path, &self.time_index_path, sync)
             .ctx(|| format!("writing indexes of {}", self.log_path.display()))
+    }
+
+    /// Moves the indexes of a segment that will not be appended to again out of memory.
+    /// Writes the index files first; keeps the in-memory copy if they cannot be trusted.
+    pub(crate) fn seal(&self) -> Result<(), LogError> {
+        self.write_indexes(false)?;
+        let _persisted = self.persisted.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state_mut();
+        if st.sealed.is_some() {
+            return Ok(());
+        }
+        let sealed =
+            SealedIndexes::open(&self.index_path, &self.time_index_path, st.offset_index.len(), st.time_index.len())
+                .ctx(|| format!("opening indexes of {}", self.log_path.display()))?;
+        match sealed {
+            Some(sealed) => {
+                st.sealed = Some(sealed);
+                st.offset_index = OffsetIndex::default();
+                st.time_index = TimeIndex::default();
+            }
+            None => {
+                tracing::warn!(segment = %self.log_path.display(), "index files disagree with memory; keeping them in memory")
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn delete_files(&self) -> Result<(), LogError> {
