@@ -6,10 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use common::{init_tracing, Conn, TIMEOUT};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -18,6 +19,8 @@ use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, Of
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::records::RecordBatchDecoder;
+use strom_broker::group::records::RecordKey;
 use strom_broker::{Broker, BrokerConfig};
 use strom_keeper::config::KeeperConfig;
 use strom_keeper::server::KeeperServer;
@@ -186,6 +189,50 @@ fn fetch_req(group: &str, topic: &str, partitions: &[i32]) -> OffsetFetchRequest
 
 fn fetched(resp: &OffsetFetchResponse) -> Vec<(i32, i64)> {
     resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset))).collect()
+}
+
+/// OffsetFetch, retrying while the (restarted) coordinator loads.
+async fn fetch_retrying(conn: &mut Conn, group: &str, topic: &str, partitions: &[i32]) -> OffsetFetchResponse {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let r = conn.call(5, &fetch_req(group, topic, partitions)).await;
+        let retriable = [
+            ResponseError::CoordinatorLoadInProgress,
+            ResponseError::CoordinatorNotAvailable,
+            ResponseError::NotCoordinator,
+        ]
+        .iter()
+        .any(|e| e.code() == r.error_code);
+        if !retriable || tokio::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The decoded keys of every record in one `__consumer_offsets` partition.
+async fn offsets_topic_keys(conn: &mut Conn, partition: i32) -> Vec<RecordKey> {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_max_bytes(1 << 20)
+        .with_session_epoch(-1)
+        .with_topics(vec![FetchTopic::default().with_topic(s("__consumer_offsets").into()).with_partitions(vec![
+            FetchPartition::default().with_partition(partition).with_fetch_offset(0).with_partition_max_bytes(1 << 20),
+        ])]);
+    let resp = conn.call(12, &req).await;
+    let data = &resp.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0);
+    let mut records = data.records.clone().unwrap_or_default();
+    let mut keys = Vec::new();
+    while records.has_remaining() {
+        for r in RecordBatchDecoder::decode(&mut records).unwrap().records {
+            if let Some(k) = RecordKey::decode(r.key.unwrap()).unwrap() {
+                keys.push(k);
+            }
+        }
+    }
+    keys
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -410,32 +457,172 @@ async fn offsets_and_groups_survive_a_broker_restart() {
     let me = joined.member_id.to_string();
     assert_eq!(conn.call(5, &sync_req("g5", &me, 1, &[(&me, b"A")])).await.error_code, 0);
     assert_eq!(commit_codes(&conn.call(7, &commit_req("g5", &me, 1, "orders", &[(1, 3)])).await), vec![0]);
+
+    // A deleted group must stay deleted: its tombstones are replayed too.
+    assert_eq!(find_coordinator(&mut conn, "g6").await.error_code, 0);
+    assert_eq!(commit_codes(&conn.call(7, &commit_req("g6", "", -1, "orders", &[(0, 1)])).await), vec![0]);
+    let del = conn.call(2, &DeleteGroupsRequest::default().with_groups_names(vec![s("g6").into()])).await;
+    assert_eq!(del.results[0].error_code, 0);
+
+    // The commits are Kafka-format records in the group's __consumer_offsets partition.
+    let partition = strom_broker::group::partition_for("g4", 4);
+    let keys = offsets_topic_keys(&mut conn, partition).await;
+    let g4 = RecordKey::Offset { group: "g4".into(), topic: "orders".into(), partition: 1 };
+    assert!(keys.contains(&g4), "{keys:?}");
     drop(conn);
 
     env.restart_broker().await;
     let mut conn = env.conn().await;
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    let resp = loop {
-        let r = conn.call(5, &fetch_req("g4", "orders", &[0, 1])).await;
-        let retriable = [
-            ResponseError::CoordinatorLoadInProgress,
-            ResponseError::CoordinatorNotAvailable,
-            ResponseError::NotCoordinator,
-        ]
-        .iter()
-        .any(|e| e.code() == r.error_code);
-        if !retriable || tokio::time::Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let resp = fetch_retrying(&mut conn, "g4", "orders", &[0, 1]).await;
     assert_eq!(resp.error_code, 0);
     assert_eq!(fetched(&resp), vec![(0, 11), (1, 22)]);
-    assert_eq!(fetched(&conn.call(5, &fetch_req("g5", "orders", &[1])).await), vec![(1, 3)]);
+    assert_eq!(fetched(&fetch_retrying(&mut conn, "g5", "orders", &[1]).await), vec![(1, 3)]);
+    assert_eq!(fetched(&fetch_retrying(&mut conn, "g6", "orders", &[0]).await), vec![(0, -1)]);
     // The member and its generation came back too: it keeps heartbeating without a rejoin.
     assert_eq!(conn.call(3, &heartbeat_req("g5", &me, 1)).await.error_code, 0);
     let described = conn.call(5, &DescribeGroupsRequest::default().with_groups(vec![s("g5").into()])).await;
     assert_eq!(described.groups[0].group_state.as_str(), "Stable");
     assert_eq!(&described.groups[0].members[0].member_assignment[..], b"A");
+    env.stop().await;
+}
+
+/// Every advertised version of every group API gets a decodable, successful answer (the
+/// encoder rejects fields a version lacks, so this catches version-gating mistakes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_group_api_version_answers() {
+    let env = Env::start().await;
+    let mut conn = env.conn().await;
+    create_topic(&mut conn, "orders", 2).await;
+    let versions = |api: ApiKey| {
+        let (_, min, max) = strom_broker::protocol::SUPPORTED_APIS.iter().copied().find(|(k, _, _)| *k == api).unwrap();
+        min..=max
+    };
+    // Every group below hashes to some partition: make sure all are led and loaded.
+    for i in 0..4 {
+        let g = (0..).map(|n| format!("warm{n}")).find(|g| strom_broker::group::partition_for(g, 4) == i).unwrap();
+        assert_eq!(find_coordinator(&mut conn, &g).await.error_code, 0);
+    }
+    for v in versions(ApiKey::FindCoordinator) {
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![s("gv")])
+        } else {
+            FindCoordinatorRequest::default().with_key(s("gv"))
+        };
+        let r = conn.call(v, &req).await;
+        let code = if v >= 4 { r.coordinators[0].error_code } else { r.error_code };
+        assert_eq!(code, 0, "FindCoordinator v{v}");
+    }
+    // A stable one-member group per JoinGroup version, then the other APIs at every version.
+    for v in versions(ApiKey::JoinGroup) {
+        let group = format!("jg{v}");
+        let mut req = join_req(&group, "", 10_000);
+        if v == 0 {
+            req.rebalance_timeout_ms = -1;
+        }
+        let mut r = conn.call(v, &req).await;
+        if v >= 4 {
+            assert_eq!(r.error_code, code(ResponseError::MemberIdRequired), "JoinGroup v{v}");
+            req.member_id = r.member_id.clone();
+            r = conn.call(v, &req).await;
+        }
+        assert_eq!((r.error_code, r.generation_id, r.members.len()), (0, 1, 1), "JoinGroup v{v}");
+        let me = r.member_id.to_string();
+        assert_eq!(conn.call(3, &sync_req(&group, &me, 1, &[(&me, b"A")])).await.error_code, 0);
+        // A rejoin of the leader in a stable group rebalances; answers at this version too.
+        let again = conn.call(v, &req.clone().with_member_id(s(&me))).await;
+        assert_eq!((again.error_code, again.generation_id), (0, 2), "JoinGroup v{v} rejoin");
+    }
+    for v in versions(ApiKey::SyncGroup) {
+        let group = format!("sg{v}");
+        let me = join(&mut conn, &group, "", 10_000).await.member_id.to_string();
+        let mut req = sync_req(&group, &me, 1, &[(&me, b"A")]);
+        if v < 5 {
+            req.protocol_type = None;
+            req.protocol_name = None;
+        }
+        let r = conn.call(v, &req).await;
+        assert_eq!((r.error_code, &r.assignment[..]), (0, &b"A"[..]), "SyncGroup v{v}");
+        let hb_v = versions(ApiKey::Heartbeat).filter(|h| *h <= v).max().unwrap_or(0);
+        assert_eq!(conn.call(hb_v, &heartbeat_req(&group, &me, 1)).await.error_code, 0, "Heartbeat v{hb_v}");
+        let commit_v = versions(ApiKey::OffsetCommit).nth(v as usize).unwrap_or(9);
+        let c = conn.call(commit_v, &commit_req(&group, &me, 1, "orders", &[(0, 4)])).await;
+        assert_eq!(commit_codes(&c), vec![0], "OffsetCommit v{commit_v}");
+    }
+    for v in versions(ApiKey::Heartbeat) {
+        let group = format!("hb{v}");
+        let me = join(&mut conn, &group, "", 10_000).await.member_id.to_string();
+        assert_eq!(conn.call(3, &sync_req(&group, &me, 1, &[])).await.error_code, 0);
+        assert_eq!(conn.call(v, &heartbeat_req(&group, &me, 1)).await.error_code, 0, "Heartbeat v{v}");
+    }
+    for v in versions(ApiKey::LeaveGroup) {
+        let group = format!("lg{v}");
+        let me = join(&mut conn, &group, "", 10_000).await.member_id.to_string();
+        let req = if v >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(s(&group).into())
+                .with_members(vec![MemberIdentity::default().with_member_id(s(&me))])
+        } else {
+            LeaveGroupRequest::default().with_group_id(s(&group).into()).with_member_id(s(&me))
+        };
+        let r = conn.call(v, &req).await;
+        assert_eq!(r.error_code, 0, "LeaveGroup v{v}");
+        if v >= 3 {
+            assert_eq!(r.members[0].error_code, 0, "LeaveGroup v{v}");
+        }
+    }
+    for v in versions(ApiKey::OffsetCommit) {
+        let mut req = commit_req("oc", "", -1, "orders", &[(0, 10 + i64::from(v))]);
+        if v >= 6 {
+            req.topics[0].partitions[0].committed_leader_epoch = 3;
+        }
+        assert_eq!(commit_codes(&conn.call(v, &req).await), vec![0], "OffsetCommit v{v}");
+    }
+    for v in versions(ApiKey::OffsetFetch) {
+        let r = if v >= 8 {
+            let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+                .with_group_id(s("oc").into())
+                .with_topics(Some(vec![
+                    kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopics::default()
+                        .with_name(s("orders").into())
+                        .with_partition_indexes(vec![0, 1]),
+                ]))]);
+            let r = conn.call(v, &req).await;
+            let g = &r.groups[0];
+            assert_eq!(g.error_code, 0, "OffsetFetch v{v}");
+            g.topics[0].partitions.iter().map(|p| (p.partition_index, p.committed_offset)).collect::<Vec<_>>()
+        } else {
+            let r = conn.call(v, &fetch_req("oc", "orders", &[0, 1])).await;
+            assert_eq!(r.error_code, 0, "OffsetFetch v{v}");
+            fetched(&r)
+        };
+        assert_eq!(r, vec![(0, 19), (1, -1)], "OffsetFetch v{v}");
+    }
+    for v in versions(ApiKey::ListGroups) {
+        let r = conn.call(v, &ListGroupsRequest::default()).await;
+        assert_eq!(r.error_code, 0, "ListGroups v{v}");
+        assert!(r.groups.iter().any(|g| g.group_id.as_str() == "jg0"), "ListGroups v{v}");
+    }
+    for v in versions(ApiKey::DescribeGroups) {
+        let r =
+            conn.call(v, &DescribeGroupsRequest::default().with_groups(vec![s("sg0").into(), s("nope").into()])).await;
+        assert_eq!((r.groups[0].error_code, r.groups[0].group_state.as_str()), (0, "Stable"), "DescribeGroups v{v}");
+        assert_eq!(r.groups[0].members.len(), 1, "DescribeGroups v{v}");
+        assert_eq!(r.groups[1].group_state.as_str(), "Dead", "DescribeGroups v{v}");
+    }
+    for v in versions(ApiKey::OffsetDelete) {
+        let req = OffsetDeleteRequest::default().with_group_id(s("oc").into()).with_topics(vec![
+            OffsetDeleteRequestTopic::default()
+                .with_name(s("orders").into())
+                .with_partitions(vec![OffsetDeleteRequestPartition::default().with_partition_index(0)]),
+        ]);
+        let r = conn.call(v, &req).await;
+        assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0), "OffsetDelete v{v}");
+    }
+    for v in versions(ApiKey::DeleteGroups) {
+        let group = format!("dg{v}");
+        assert_eq!(commit_codes(&conn.call(7, &commit_req(&group, "", -1, "orders", &[(0, 1)])).await), vec![0]);
+        let r = conn.call(v, &DeleteGroupsRequest::default().with_groups_names(vec![s(&group).into()])).await;
+        assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{v}");
+    }
     env.stop().await;
 }
