@@ -7,7 +7,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::fileio;
 
@@ -145,57 +145,75 @@ impl TimeIndex {
 
 /// Indexes of a sealed (no longer active) segment, binary-searched in their files with
 /// positional reads instead of being held in memory: an idle broker with many full segments
-/// keeps a few bytes per segment, not megabytes (Kafka gets the same from mmap).
+/// keeps a few bytes per segment, not megabytes (Kafka gets the same from mmap). The files are
+/// opened per lookup so sealed segments hold no extra file descriptors.
 #[derive(Debug)]
 pub(crate) struct SealedIndexes {
-    offset: File,
+    offset_path: PathBuf,
     offset_entries: usize,
-    time: File,
+    time_path: PathBuf,
     time_entries: usize,
 }
 
 impl SealedIndexes {
-    /// Opens the files, which must hold exactly the given number of entries (`None` if not,
-    /// and then the caller keeps the indexes in memory).
+    /// Checks that the files hold exactly the given number of entries (`None` if not, and then
+    /// the caller keeps the indexes in memory).
     pub(crate) fn open(
         offset_path: &Path,
         time_path: &Path,
         offset_entries: usize,
         time_entries: usize,
     ) -> io::Result<Option<Self>> {
-        let open = |p: &Path| OpenOptions::new().read(true).write(true).open(p);
-        let (offset, time) = (open(offset_path)?, open(time_path)?);
-        let exact = offset.metadata()?.len() == (offset_entries * OFFSET_ENTRY_SIZE) as u64
-            && time.metadata()?.len() == (time_entries * TIME_ENTRY_SIZE) as u64;
-        Ok(exact.then_some(Self { offset, offset_entries, time, time_entries }))
+        let exact = fs::metadata(offset_path)?.len() == (offset_entries * OFFSET_ENTRY_SIZE) as u64
+            && fs::metadata(time_path)?.len() == (time_entries * TIME_ENTRY_SIZE) as u64;
+        Ok(exact.then(|| Self {
+            offset_path: offset_path.to_path_buf(),
+            offset_entries,
+            time_path: time_path.to_path_buf(),
+            time_entries,
+        }))
     }
 
     /// Same answer as [`OffsetIndex::lookup`].
     pub(crate) fn lookup(&self, relative_offset: u32) -> io::Result<u32> {
-        let idx = file_partition_point(&self.offset, self.offset_entries, OFFSET_ENTRY_SIZE, |e| {
+        if self.offset_entries == 0 {
+            return Ok(0);
+        }
+        let file = File::open(&self.offset_path)?;
+        let idx = file_partition_point(&file, self.offset_entries, OFFSET_ENTRY_SIZE, |e| {
             u32::from_be_bytes([e[0], e[1], e[2], e[3]]) <= relative_offset
         })?;
         if idx == 0 {
             return Ok(0);
         }
-        let e = read_entry::<OFFSET_ENTRY_SIZE>(&self.offset, idx - 1)?;
+        let e = read_entry::<OFFSET_ENTRY_SIZE>(&file, idx - 1)?;
         Ok(u32::from_be_bytes([e[4], e[5], e[6], e[7]]))
     }
 
     /// Same answer as [`TimeIndex::lookup_before`].
     pub(crate) fn lookup_before(&self, timestamp: i64) -> io::Result<Option<u32>> {
-        let idx =
-            file_partition_point(&self.time, self.time_entries, TIME_ENTRY_SIZE, |e| time_entry(e).0 < timestamp)?;
+        if self.time_entries == 0 {
+            return Ok(None);
+        }
+        let file = File::open(&self.time_path)?;
+        let idx = file_partition_point(&file, self.time_entries, TIME_ENTRY_SIZE, |e| time_entry(e).0 < timestamp)?;
         if idx == 0 {
             return Ok(None);
         }
-        let e = read_entry::<TIME_ENTRY_SIZE>(&self.time, idx - 1)?;
+        let e = read_entry::<TIME_ENTRY_SIZE>(&file, idx - 1)?;
         Ok(Some(time_entry(&e).1))
     }
 
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.offset.sync_data()?;
-        self.time.sync_data()
+        for path in [&self.offset_path, &self.time_path] {
+            match OpenOptions::new().write(true).open(path) {
+                Ok(f) => f.sync_data()?,
+                // Deleted by retention meanwhile: nothing left to make durable.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 }
 

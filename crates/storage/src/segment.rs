@@ -109,16 +109,24 @@ impl SegmentState {
         self.bytes_since_index += u64::from(meta.size);
     }
 
+    // A sealed segment's index files vanish when retention deletes the segment while a reader
+    // still holds it; starting the scan at the segment's first batch is then still correct.
     fn lookup_position(&self, relative_offset: u32) -> io::Result<u32> {
         match &self.sealed {
-            Some(sealed) => sealed.lookup(relative_offset),
+            Some(sealed) => match sealed.lookup(relative_offset) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+                other => other,
+            },
             None => Ok(self.offset_index.lookup(relative_offset)),
         }
     }
 
     fn lookup_time_before(&self, timestamp: i64) -> io::Result<Option<u32>> {
         match &self.sealed {
-            Some(sealed) => sealed.lookup_before(timestamp),
+            Some(sealed) => match sealed.lookup_before(timestamp) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                other => other,
+            },
             None => Ok(self.time_index.lookup_before(timestamp)),
         }
     }
