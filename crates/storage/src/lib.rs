@@ -7,12 +7,14 @@
 //! - `config`: [`LogConfig`], Kafka's topic-level log settings and defaults.
 //! - `error`: [`LogError`] and its mapping to Kafka error codes.
 //! - `segment`: one `.log` file plus its `.index`/`.timeindex`; positional reads and writes.
-//! - `index`: the sparse offset and time indexes, in memory and on disk.
+//! - `index`: the sparse offset and time indexes: in memory for the active segment, searched
+//!   in their files once a segment is sealed.
 //! - `log`: [`PartitionLog`], the segments of one partition: append, read, roll, retention,
 //!   flush, truncation and crash recovery.
 //! - `epoch`: the leader-epoch cache (`leader-epoch-checkpoint`).
-//! - `producer`: idempotent-producer sequence tracking (duplicates, gaps, fencing).
-//! - `checkpoint`: recovery-point and log-start-offset checkpoint files.
+//! - `producer`: idempotent-producer sequence tracking (duplicates, gaps, fencing) and its
+//!   clean-shutdown snapshot.
+//! - `checkpoint`: recovery-point, log-start-offset and high-watermark checkpoint files.
 //! - `fileio`: positional I/O and atomic file replacement.
 //! - `manager`: [`LogManager`], every partition under the broker's log dirs.
 
