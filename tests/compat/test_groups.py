@@ -51,9 +51,13 @@ if kind == "kafka-python":
                 emit(event="commit", p=tp.partition, o=records[-1].offset + 1)
 else:
     from confluent_kafka import Consumer
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False, "session.timeout.ms": session,
-                  "heartbeat.interval.ms": 500, "max.poll.interval.ms": 15000})
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": session,
+            "heartbeat.interval.ms": 500, "max.poll.interval.ms": 15000}
+    if kind == "confluent-kafka-cooperative":
+        # Incremental (KIP-429) rebalancing: the broker only relays, the assignor is client-side.
+        conf["partition.assignment.strategy"] = "cooperative-sticky"
+    c = Consumer(conf)
     c.subscribe([topic])
     last = None
     while True:
@@ -172,7 +176,7 @@ def test_tutorial_group_consumer_commits_and_resumes(cluster, topic_name):
     assert tutorial_consumer(cluster.bootstrap, topic, group, 500) == list(range(1000, 1500))
 
 
-@pytest.mark.parametrize("kind", ["kafka-python", "confluent-kafka"])
+@pytest.mark.parametrize("kind", ["kafka-python", "confluent-kafka", "confluent-kafka-cooperative"])
 def test_three_members_share_partitions_and_survive_a_killed_member(cluster, topic_name, tmp_path, kind):
     topic, group = "grp-" + topic_name, "g-" + topic_name
     create_topic(cluster.bootstrap, topic, 6)

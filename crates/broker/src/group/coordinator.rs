@@ -402,11 +402,20 @@ impl GroupCoordinator {
             Err(e) => return fail(e, &args.member_id),
         };
         let member = args.member_id.clone();
-        let Some(cell) = self.group_cell(&shard, group_id, args.member_id.is_empty()) else {
-            return fail(code(ResponseError::UnknownMemberId), &member);
+        let reply = loop {
+            let Some(cell) = self.group_cell(&shard, group_id, args.member_id.is_empty()) else {
+                return fail(code(ResponseError::UnknownMemberId), &member);
+            };
+            let mut group = lock(&cell.group);
+            // Removed (deleted, or dropped as dead) since we looked it up: look again.
+            if cell.removed.load(Ordering::Acquire) {
+                continue;
+            }
+            let reply = group.join(args, Instant::now(), shard.as_ref());
+            drop(group);
+            cell.wake.notify_one();
+            break reply;
         };
-        let reply = lock(&cell.group).join(args, Instant::now(), shard.as_ref());
-        cell.wake.notify_one();
         match reply {
             Reply::Now(r) => r,
             // A dropped sender means the shard closed under us: the client must rediscover.
@@ -488,14 +497,26 @@ impl GroupCoordinator {
             Err(e) => return all(e, &topics),
         };
         let creates = generation < 0 && member_id.is_empty();
-        let Some(cell) = self.group_cell(&shard, group_id, creates) else {
-            return all(
-                code(if generation < 0 { ResponseError::UnknownMemberId } else { ResponseError::IllegalGeneration }),
-                &topics,
-            );
+        let cell = loop {
+            let Some(cell) = self.group_cell(&shard, group_id, creates) else {
+                return all(
+                    code(if generation < 0 {
+                        ResponseError::UnknownMemberId
+                    } else {
+                        ResponseError::IllegalGeneration
+                    }),
+                    &topics,
+                );
+            };
+            if !cell.removed.load(Ordering::Acquire) {
+                break cell;
+            }
         };
         let snapshot = self.cache.snapshot();
         let mut g = lock(&cell.group);
+        if cell.removed.load(Ordering::Acquire) {
+            return all(code(ResponseError::CoordinatorLoadInProgress), &topics);
+        }
         if let Err(e) = g.validate_commit(member_id, instance, generation, Instant::now()) {
             drop(g);
             return all(e, &topics);
@@ -756,15 +777,39 @@ fn spawn_timer(shard: &Arc<Shard>, cell: &Arc<GroupCell>) {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = sleep => {}
-                _ = cell.wake.notified() => continue,
+            let woken = tokio::select! {
+                _ = sleep => false,
+                _ = cell.wake.notified() => true,
                 _ = closed.changed() => return,
-            }
+            };
             let Some(shard) = weak.upgrade() else { return };
-            lock(&cell.group).expire(Instant::now(), shard.as_ref());
+            if !woken {
+                lock(&cell.group).expire(Instant::now(), shard.as_ref());
+            }
+            if drop_if_dead(&shard, &cell) {
+                return;
+            }
         }
     });
+}
+
+/// Forgets a group with no members, pending joins or offsets (Kafka's `Dead`): its metadata
+/// record is tombstoned and its cell leaves the shard. Lock order: shard map, then group.
+fn drop_if_dead(shard: &Shard, cell: &Arc<GroupCell>) -> bool {
+    let mut groups = lock(&shard.groups);
+    let g = lock(&cell.group);
+    if !g.is_dead() || cell.removed.load(Ordering::Acquire) {
+        return cell.removed.load(Ordering::Acquire);
+    }
+    let tombstone = RecordKey::Group { group: g.id.clone() }.encode();
+    if let Err(e) = shard.append(&[(tombstone, None)]) {
+        tracing::debug!(group = %g.id, error = e, "keeping dead group: tombstone not written");
+        return false;
+    }
+    groups.remove(&g.id);
+    cell.removed.store(true, Ordering::Release);
+    tracing::debug!(group = %g.id, "dead group dropped");
+    true
 }
 
 /// Keeps the shards in line with leadership of `__consumer_offsets` partitions.
