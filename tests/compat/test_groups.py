@@ -256,6 +256,13 @@ def test_consumer_groups_tool_lists_describes_resets_and_deletes(cluster, tools,
     assert out[0].split() == ["GROUP", "CONSUMER-ID", "HOST", "CLIENT-ID", "#PARTITIONS"]
     assert out[1].split()[-1] == "2"
 
+    r = tools("kafka-consumer-groups", "--bootstrap-server", cluster.bootstrap, "--describe", "--group", group,
+              "--state")
+    assert r.returncode == 0, r.stderr.decode()
+    out = [l for l in r.stdout.decode().splitlines() if l.strip()]
+    assert out[0].split() == ["GROUP", "COORDINATOR", "(ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"]
+    assert out[1].split() == [group, cluster.bootstrap, f"({cluster.broker_id})", "range", "Stable", "1"]
+
     # Resetting or deleting needs an empty group.
     r = tools("kafka-consumer-groups", "--bootstrap-server", cluster.bootstrap, "--delete", "--group", group)
     assert r.returncode != 0 and "not empty" in (r.stdout + r.stderr).decode().lower()

@@ -112,6 +112,12 @@ impl GroupAdmin {
 
     /// The connection to the broker coordinating `group`.
     pub async fn coordinator(&self, group: &str) -> Result<Arc<Connection>, ClientError> {
+        let (id, _) = self.find_coordinator(group).await?;
+        self.client.broker_connection(id).await
+    }
+
+    /// The id and `host:port` of the broker coordinating `group`.
+    pub async fn find_coordinator(&self, group: &str) -> Result<(i32, String), ClientError> {
         let req = FindCoordinatorRequest::default().with_key(sb(group)).with_key_type(0);
         let conn = self.client.any_connection().await?;
         let resp = conn.send_versioned(&req, FIND_COORDINATOR_V).await?;
@@ -126,7 +132,7 @@ impl GroupAdmin {
         if self.client.metadata().broker(id).is_none() {
             self.client.refresh_metadata(Some(&[])).await?;
         }
-        self.client.broker_connection(id).await
+        Ok((id, format!("{}:{}", resp.host.as_str(), resp.port)))
     }
 
     /// Every group on every broker, sorted by id.

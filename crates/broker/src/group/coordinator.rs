@@ -345,7 +345,7 @@ impl GroupCoordinator {
             old.close();
         }
         drop(shards);
-        tracing::info!(partition = index, leader_epoch = epoch, "loading groups from {OFFSETS_TOPIC}");
+        tracing::debug!(partition = index, leader_epoch = epoch, "loading groups from {OFFSETS_TOPIC}");
         tokio::spawn(load_shard(shard.clone()));
         Ok(shard)
     }
@@ -858,12 +858,12 @@ async fn load_shard(shard: Arc<Shard>) {
         }
     }
     shard.ready.send_replace(true);
-    tracing::info!(
-        partition = shard.index,
-        groups = count,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "groups loaded from {OFFSETS_TOPIC}"
-    );
+    let elapsed_ms = started.elapsed().as_millis() as u64;
+    if count > 0 {
+        tracing::info!(partition = shard.index, groups = count, elapsed_ms, "groups loaded from {OFFSETS_TOPIC}");
+    } else {
+        tracing::debug!(partition = shard.index, elapsed_ms, "no groups in {OFFSETS_TOPIC} partition");
+    }
 }
 
 /// Replays the partition: the last record per key wins, tombstones delete.

@@ -38,6 +38,9 @@ struct Args {
     /// With --describe: the default view, committed offsets and lag per partition.
     #[arg(long)]
     offsets: bool,
+    /// With --describe: the group's coordinator, assignment strategy, state and size.
+    #[arg(long)]
+    state: bool,
     /// With --reset-offsets: `topic` or `topic:p0,p1,...` (repeatable).
     #[arg(long, value_name = "TOPIC")]
     topic: Vec<String>,
@@ -106,6 +109,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         return delete(&admin, &args.group).await;
     }
     if args.describe {
+        if args.state {
+            return describe_state(&admin, &group).await;
+        }
         return describe(&admin, &group, args.members).await;
     }
     reset(&admin, &group, &args).await
@@ -177,6 +183,20 @@ async fn describe_existing(admin: &GroupAdmin, group: &str) -> anyhow::Result<Op
         eprintln!("\nConsumer group '{group}' has no active members.");
     }
     Ok(Some(desc))
+}
+
+async fn describe_state(admin: &GroupAdmin, group: &str) -> anyhow::Result<bool> {
+    let Some(desc) = describe_existing(admin, group).await? else { return Ok(false) };
+    let (id, addr) = admin.find_coordinator(group).await?;
+    let row = vec![
+        group.to_string(),
+        format!("{addr}  ({id})"),
+        desc.protocol.clone(),
+        desc.state.clone(),
+        desc.members.len().to_string(),
+    ];
+    print_table(&["GROUP", "COORDINATOR (ID)", "ASSIGNMENT-STRATEGY", "STATE", "#MEMBERS"], &[row]);
+    Ok(true)
 }
 
 async fn describe(admin: &GroupAdmin, group: &str, members: bool) -> anyhow::Result<bool> {
