@@ -626,3 +626,48 @@ async fn every_group_api_version_answers() {
     }
     env.stop().await;
 }
+
+/// With two brokers, each group is coordinated by the leader of its offsets partition:
+/// FindCoordinator on either broker names it, the other one answers NOT_COORDINATOR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_offsets_partition_leader_coordinates() {
+    let env = Env::start().await;
+    let ldir = tempfile::tempdir().unwrap();
+    let props = env
+        .props
+        .replace("broker.id=1", "broker.id=2")
+        .replace(&env._dirs.1.path().display().to_string(), &ldir.path().display().to_string());
+    let second = tokio::time::timeout(TIMEOUT, Broker::start(BrokerConfig::from_properties_str(&props).unwrap()))
+        .await
+        .expect("start in time")
+        .unwrap();
+    let mut one = env.conn().await;
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while one.call(12, &MetadataRequest::default().with_topics(Some(vec![]))).await.brokers.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "second broker never appeared");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut two = Conn::connect(second.local_addr()).await;
+    let mut seen = std::collections::BTreeSet::new();
+    for n in 0..40 {
+        let group = format!("spread{n}");
+        let on_one = find_coordinator(&mut one, &group).await;
+        assert_eq!(on_one.error_code, 0, "{:?}", on_one.error_message);
+        let on_two = find_coordinator(&mut two, &group).await;
+        assert_eq!(on_two.node_id, on_one.node_id, "both brokers name the same coordinator");
+        let (coordinator, other) = if on_one.node_id.0 == 1 { (&mut one, &mut two) } else { (&mut two, &mut one) };
+        let refused = other.call(7, &join_req(&group, "", 10_000)).await;
+        assert_eq!(refused.error_code, code(ResponseError::NotCoordinator), "{group}");
+        let commit = other.call(7, &commit_req(&group, "", -1, "orders", &[(0, 1)])).await;
+        assert_eq!(commit_codes(&commit), vec![code(ResponseError::NotCoordinator)]);
+        let joined = join(coordinator, &group, "", 10_000).await;
+        assert_eq!((joined.error_code, joined.generation_id), (0, 1), "{group}");
+        seen.insert(on_one.node_id.0);
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 2, "offsets partitions are led by both brokers");
+    second.shutdown().await;
+    env.stop().await;
+}
