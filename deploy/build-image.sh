@@ -4,6 +4,9 @@
 #   deploy/build-image.sh              # builds target/release/* and the image strom:latest
 #   STROM_IMAGE=strom:dev deploy/build-image.sh
 #   STROM_SKIP_CARGO=1 deploy/build-image.sh   # reuse target/release as it is
+#   STROM_PROFILE=debug deploy/build-image.sh  # debug programs (bigger, slower, but no
+#                                              # release build: for CI runs that test the
+#                                              # image, not its speed)
 #
 # The image holds the programs (debug info stripped) and, for a dynamically linked build,
 # every shared library `ldd` lists plus the dynamic loader, copied to the same paths they
@@ -13,7 +16,13 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 image="${STROM_IMAGE:-strom:latest}"
-release="${CARGO_TARGET_DIR:-$root/target}/release"
+profile="${STROM_PROFILE:-release}"
+case "$profile" in
+    release) cargo_profile=(--release) ;;
+    debug) cargo_profile=() ;;
+    *) echo "build-image: STROM_PROFILE must be release or debug, not '$profile'" >&2; exit 1 ;;
+esac
+bins="${CARGO_TARGET_DIR:-$root/target}/$profile"
 
 # The programs the image carries: the entrypoint, the launchers and the everyday tools.
 programs=(
@@ -29,7 +38,7 @@ programs=(
 )
 
 if [ "${STROM_SKIP_CARGO:-0}" != 1 ]; then
-    cargo build --release -j"${CARGO_BUILD_JOBS:-2}" -p strom-cli --bins --manifest-path "$root/Cargo.toml"
+    cargo build ${cargo_profile[@]+"${cargo_profile[@]}"} -j"${CARGO_BUILD_JOBS:-2}" -p strom-cli --bins --manifest-path "$root/Cargo.toml"
 fi
 
 ctx="$(mktemp -d "${TMPDIR:-/tmp}/strom-image.XXXXXX")"
@@ -40,8 +49,8 @@ chmod 1777 "$rootfs/tmp"
 
 libs=()
 for p in "${programs[@]}"; do
-    bin="$release/$p"
-    [ -x "$bin" ] || { echo "build-image: $bin is missing (build with: cargo build --release -p strom-cli)" >&2; exit 1; }
+    bin="$bins/$p"
+    [ -x "$bin" ] || { echo "build-image: $bin is missing (build with: cargo build ${cargo_profile[*]+"${cargo_profile[*]}"} -p strom-cli)" >&2; exit 1; }
     # Debug info is most of each file; symbols stay so panics still name functions.
     objcopy --strip-debug "$bin" "$rootfs/usr/local/bin/$p"
     # `ldd` prints "name => /path (addr)" for libraries and "/path (addr)" for the loader;
@@ -81,4 +90,4 @@ if ! docker buildx version >/dev/null 2>&1; then
 fi
 docker build --quiet --tag "$image" "$ctx" >/dev/null
 size="$(docker image inspect --format '{{.Size}}' "$image")"
-echo "built $image: $((size / 1024 / 1024)) MiB ($size bytes), ${#programs[@]} programs, $(printf '%s\n' "${libs[@]}" | sort -u | wc -l) shared libraries"
+echo "built $image ($profile): $((size / 1024 / 1024)) MiB ($size bytes), ${#programs[@]} programs, $(printf '%s\n' "${libs[@]}" | sort -u | wc -l) shared libraries"

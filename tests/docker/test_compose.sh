@@ -9,8 +9,9 @@
 # network and back. Those need broker-to-broker replication; without the variable they are
 # skipped with a message.
 #
-# Skips (exit 0, with the reason) when `docker info` fails. Builds the image unless
-# STROM_DOCKER_SKIP_BUILD=1. Ports: asks the OS for free ones. Always removes the project's
+# Skips (exit 0, with the reason) when `docker info` fails. Builds the image with
+# deploy/build-image.sh (STROM_PROFILE=debug packs the debug programs: no release build)
+# unless STROM_DOCKER_SKIP_BUILD=1. Ports: asks the OS for free ones. Always removes the project's
 # containers, network and volumes on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
