@@ -70,6 +70,7 @@ cleanup() {
         done
     fi
     [ -f "$work/stop" ] || touch "$work/stop"
+    docker rm -f -v "$project-mk" "$project-mb" >/dev/null 2>&1 || true
     dc down -v --remove-orphans -t 5 >/dev/null 2>&1 || true
     rm -rf "$work"
     exit "$rc"
@@ -131,6 +132,24 @@ led_by_other_than() {
 
 passed=0
 step() { say "ok: $*"; passed=$((passed + 1)); }
+
+# Mounted properties files, as the Kafka and ZooKeeper images take them, with variables on top:
+# the shipped standalone configs, a keeper and a broker sharing one network namespace.
+generated() { docker cp "$1:/var/lib/strom/$2" - | tar -xO; }
+docker run -d --name "$project-mk" -e ZOO_TICK_TIME=1000 \
+    -v "$PWD/deploy/config/zookeeper.properties:/etc/strom/zookeeper.properties:ro" \
+    "$STROM_IMAGE" strom-container keeper >/dev/null
+docker run -d --name "$project-mb" --network "container:$project-mk" -e KAFKA_BROKER_ID=7 \
+    -v "$PWD/deploy/config/server.properties:/etc/strom/server.properties:ro" \
+    "$STROM_IMAGE" strom-container broker >/dev/null
+until_ok 60 docker exec "$project-mb" strom-container health broker
+generated "$project-mk" zookeeper.properties >"$work/zk.props"
+generated "$project-mb" server.properties >"$work/server.props"
+grep -q '^clientPort=2181' "$work/zk.props" && [ "$(grep -c '^tickTime=' "$work/zk.props")" = 2 ] \
+    && [ "$(tail -n 1 "$work/zk.props")" = tickTime=1000 ] || { cat "$work/zk.props"; exit 1; }
+[ "$(tail -n 1 "$work/server.props")" = broker.id=7 ] || { cat "$work/server.props"; exit 1; }
+docker rm -f -v "$project-mk" "$project-mb" >/dev/null
+step "mounted zookeeper.properties / server.properties with ZOO_* / KAFKA_* overrides (broker 7 registered)"
 
 say "starting project $project (brokers on $bootstrap)"
 dc up -d
