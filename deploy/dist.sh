@@ -13,12 +13,19 @@
 #   deploy/dist.sh                       # -> target/dist/strom-<version>-<target>.tar.gz
 #   STROM_SKIP_CARGO=1 deploy/dist.sh    # package target/release as it is
 #   STROM_DIST_DIR=/some/dir deploy/dist.sh
+#   STROM_PROFILE=debug deploy/dist.sh   # debug programs: for tests that check the layout
 #
 # On Windows (Git Bash) the same script packages the .exe programs.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
-release="${CARGO_TARGET_DIR:-$root/target}/release"
+profile="${STROM_PROFILE:-release}"
+case "$profile" in
+    release) cargo_profile=(--release) ;;
+    debug) cargo_profile=() ;;
+    *) echo "dist: STROM_PROFILE must be release or debug, not '$profile'" >&2; exit 1 ;;
+esac
+release="${CARGO_TARGET_DIR:-$root/target}/$profile"
 out="${STROM_DIST_DIR:-$root/target/dist}"
 
 programs=(
@@ -40,7 +47,8 @@ triple="$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')"
 triple="${triple:-unknown}"
 
 if [ "${STROM_SKIP_CARGO:-0}" != 1 ]; then
-    cargo build --release -j"${CARGO_BUILD_JOBS:-2}" -p strom-cli --bins --manifest-path "$root/Cargo.toml"
+    cargo build ${cargo_profile[@]+"${cargo_profile[@]}"} -j"${CARGO_BUILD_JOBS:-2}" -p strom-cli --bins \
+        --manifest-path "$root/Cargo.toml"
 fi
 
 exe=""
@@ -54,7 +62,7 @@ mkdir -p "$dir/bin/windows" "$dir/config/ensemble" "$dir/docs"
 
 for p in "${programs[@]}"; do
     src="$release/$p$exe"
-    [ -f "$src" ] || { echo "dist: $src is missing (build with: cargo build --release -p strom-cli)" >&2; exit 1; }
+    [ -f "$src" ] || { echo "dist: $src is missing (build with: cargo build ${cargo_profile[*]+"${cargo_profile[*]}"} -p strom-cli)" >&2; exit 1; }
     if [ -z "$exe" ] && command -v objcopy >/dev/null 2>&1; then
         objcopy --strip-debug "$src" "$dir/bin/$p"
     else

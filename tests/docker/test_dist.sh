@@ -4,7 +4,8 @@
 # moved to free ports and a temporary folder), then creates a topic and round-trips records
 # with the console tools from bin/.
 #
-# Builds the archive unless STROM_DIST_ARCHIVE names one already built.
+# Builds the archive (honouring STROM_PROFILE=debug) unless STROM_DIST_ARCHIVE names one
+# already built.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
