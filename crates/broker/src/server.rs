@@ -122,6 +122,8 @@ impl Broker {
                 tracing::warn!(error = %e, "broker task ended abnormally");
             }
         }
+        // Parked joins and syncs get NOT_COORDINATOR; group timers stop before the logs close.
+        self.state.groups.shutdown();
         self.state.cluster.close().await;
         if let Err(e) = self.state.replicas.shutdown() {
             tracing::error!(error = %e, "flushing logs at shutdown failed");

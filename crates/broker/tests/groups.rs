@@ -127,7 +127,26 @@ async fn join(conn: &mut Conn, group: &str, member: &str, session_ms: i32) -> Jo
             member = resp.member_id.to_string();
             continue;
         }
-        if resp.error_code != code(ResponseError::CoordinatorLoadInProgress) || tokio::time::Instant::now() > deadline {
+        if !coordinator_busy(resp.error_code) || tokio::time::Instant::now() > deadline {
+            return resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Errors a client answers by asking again (the coordinator is loading or moving).
+fn coordinator_busy(error: i16) -> bool {
+    [ResponseError::CoordinatorLoadInProgress, ResponseError::CoordinatorNotAvailable, ResponseError::NotCoordinator]
+        .iter()
+        .any(|e| e.code() == error)
+}
+
+/// OffsetCommit, retrying while the coordinator is busy, as clients do.
+async fn commit(conn: &mut Conn, version: i16, req: &OffsetCommitRequest) -> OffsetCommitResponse {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let resp = conn.call(version, req).await;
+        if !commit_codes(&resp).into_iter().any(coordinator_busy) || tokio::time::Instant::now() > deadline {
             return resp;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -274,15 +293,15 @@ async fn join_sync_heartbeat_commit_fetch_and_errors() {
     assert_eq!(conn.call(5, &join_req("", "", 10_000)).await.error_code, code(ResponseError::InvalidGroupId));
 
     // Commits: checked against the membership, unknown partitions refused.
-    let ok = conn.call(7, &commit_req("g1", &me, 1, "orders", &[(0, 5), (1, 7)])).await;
+    let ok = commit(&mut conn, 7, &commit_req("g1", &me, 1, "orders", &[(0, 5), (1, 7)])).await;
     assert_eq!(commit_codes(&ok), vec![0, 0]);
-    let stale = conn.call(7, &commit_req("g1", &me, 0, "orders", &[(0, 9)])).await;
+    let stale = commit(&mut conn, 7, &commit_req("g1", &me, 0, "orders", &[(0, 9)])).await;
     assert_eq!(commit_codes(&stale), vec![code(ResponseError::IllegalGeneration)]);
-    let stranger = conn.call(7, &commit_req("g1", "ghost", 1, "orders", &[(0, 9)])).await;
+    let stranger = commit(&mut conn, 7, &commit_req("g1", "ghost", 1, "orders", &[(0, 9)])).await;
     assert_eq!(commit_codes(&stranger), vec![code(ResponseError::UnknownMemberId)]);
-    let simple = conn.call(7, &commit_req("g1", "", -1, "orders", &[(0, 9)])).await;
+    let simple = commit(&mut conn, 7, &commit_req("g1", "", -1, "orders", &[(0, 9)])).await;
     assert_eq!(commit_codes(&simple), vec![code(ResponseError::UnknownMemberId)], "group is not empty");
-    let unknown = conn.call(7, &commit_req("g1", &me, 1, "orders", &[(5, 1)])).await;
+    let unknown = commit(&mut conn, 7, &commit_req("g1", &me, 1, "orders", &[(5, 1)])).await;
     assert_eq!(commit_codes(&unknown), vec![code(ResponseError::UnknownTopicOrPartition)]);
 
     let resp = conn.call(5, &fetch_req("g1", "orders", &[0, 1, 2])).await;
@@ -338,7 +357,7 @@ async fn join_sync_heartbeat_commit_fetch_and_errors() {
         )
         .await;
     assert_eq!((left.error_code, left.members[0].error_code), (0, 0));
-    let simple = conn.call(7, &commit_req("g1", "", -1, "orders", &[(0, 9)])).await;
+    let simple = commit(&mut conn, 7, &commit_req("g1", "", -1, "orders", &[(0, 9)])).await;
     assert_eq!(commit_codes(&simple), vec![0], "simple commits are fine on an empty group");
     assert_eq!(conn.call(0, &od).await.topics[0].partitions[0].error_code, 0);
     assert_eq!(fetched(&conn.call(5, &fetch_req("g1", "orders", &[0, 1])).await), vec![(0, 9), (1, -1)]);
@@ -450,17 +469,20 @@ async fn offsets_and_groups_survive_a_broker_restart() {
     let mut conn = env.conn().await;
     create_topic(&mut conn, "orders", 2).await;
     assert_eq!(find_coordinator(&mut conn, "g4").await.error_code, 0);
-    assert_eq!(commit_codes(&conn.call(7, &commit_req("g4", "", -1, "orders", &[(0, 11), (1, 22)])).await), vec![0, 0]);
+    assert_eq!(
+        commit_codes(&commit(&mut conn, 7, &commit_req("g4", "", -1, "orders", &[(0, 11), (1, 22)])).await),
+        vec![0, 0]
+    );
     assert_eq!(find_coordinator(&mut conn, "g5").await.error_code, 0);
     let joined = join(&mut conn, "g5", "", 10_000).await;
     assert_eq!(joined.error_code, 0);
     let me = joined.member_id.to_string();
     assert_eq!(conn.call(5, &sync_req("g5", &me, 1, &[(&me, b"A")])).await.error_code, 0);
-    assert_eq!(commit_codes(&conn.call(7, &commit_req("g5", &me, 1, "orders", &[(1, 3)])).await), vec![0]);
+    assert_eq!(commit_codes(&commit(&mut conn, 7, &commit_req("g5", &me, 1, "orders", &[(1, 3)])).await), vec![0]);
 
     // A deleted group must stay deleted: its tombstones are replayed too.
     assert_eq!(find_coordinator(&mut conn, "g6").await.error_code, 0);
-    assert_eq!(commit_codes(&conn.call(7, &commit_req("g6", "", -1, "orders", &[(0, 1)])).await), vec![0]);
+    assert_eq!(commit_codes(&commit(&mut conn, 7, &commit_req("g6", "", -1, "orders", &[(0, 1)])).await), vec![0]);
     let del = conn.call(2, &DeleteGroupsRequest::default().with_groups_names(vec![s("g6").into()])).await;
     assert_eq!(del.results[0].error_code, 0);
 
@@ -479,7 +501,15 @@ async fn offsets_and_groups_survive_a_broker_restart() {
     assert_eq!(fetched(&fetch_retrying(&mut conn, "g5", "orders", &[1]).await), vec![(1, 3)]);
     assert_eq!(fetched(&fetch_retrying(&mut conn, "g6", "orders", &[0]).await), vec![(0, -1)]);
     // The member and its generation came back too: it keeps heartbeating without a rejoin.
-    assert_eq!(conn.call(3, &heartbeat_req("g5", &me, 1)).await.error_code, 0);
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let heartbeat = loop {
+        let code = conn.call(3, &heartbeat_req("g5", &me, 1)).await.error_code;
+        if !coordinator_busy(code) || tokio::time::Instant::now() > deadline {
+            break code;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(heartbeat, 0);
     let described = conn.call(5, &DescribeGroupsRequest::default().with_groups(vec![s("g5").into()])).await;
     assert_eq!(described.groups[0].group_state.as_str(), "Stable");
     assert_eq!(&described.groups[0].members[0].member_assignment[..], b"A");
@@ -545,7 +575,7 @@ async fn every_group_api_version_answers() {
         let hb_v = versions(ApiKey::Heartbeat).filter(|h| *h <= v).max().unwrap_or(0);
         assert_eq!(conn.call(hb_v, &heartbeat_req(&group, &me, 1)).await.error_code, 0, "Heartbeat v{hb_v}");
         let commit_v = versions(ApiKey::OffsetCommit).nth(v as usize).unwrap_or(9);
-        let c = conn.call(commit_v, &commit_req(&group, &me, 1, "orders", &[(0, 4)])).await;
+        let c = commit(&mut conn, commit_v, &commit_req(&group, &me, 1, "orders", &[(0, 4)])).await;
         assert_eq!(commit_codes(&c), vec![0], "OffsetCommit v{commit_v}");
     }
     for v in versions(ApiKey::Heartbeat) {
@@ -575,7 +605,7 @@ async fn every_group_api_version_answers() {
         if v >= 6 {
             req.topics[0].partitions[0].committed_leader_epoch = 3;
         }
-        assert_eq!(commit_codes(&conn.call(v, &req).await), vec![0], "OffsetCommit v{v}");
+        assert_eq!(commit_codes(&commit(&mut conn, v, &req).await), vec![0], "OffsetCommit v{v}");
     }
     for v in versions(ApiKey::OffsetFetch) {
         let r = if v >= 8 {
@@ -620,7 +650,10 @@ async fn every_group_api_version_answers() {
     }
     for v in versions(ApiKey::DeleteGroups) {
         let group = format!("dg{v}");
-        assert_eq!(commit_codes(&conn.call(7, &commit_req(&group, "", -1, "orders", &[(0, 1)])).await), vec![0]);
+        assert_eq!(
+            commit_codes(&commit(&mut conn, 7, &commit_req(&group, "", -1, "orders", &[(0, 1)])).await),
+            vec![0]
+        );
         let r = conn.call(v, &DeleteGroupsRequest::default().with_groups_names(vec![s(&group).into()])).await;
         assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{v}");
     }

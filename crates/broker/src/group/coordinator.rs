@@ -189,6 +189,8 @@ pub struct GroupCoordinator {
     cluster: Arc<Cluster>,
     shards: Mutex<HashMap<i32, Arc<Shard>>>,
     creating: tokio::sync::Mutex<()>,
+    /// Set by [`GroupCoordinator::shutdown`]: no shard is loaded any more.
+    stopped: AtomicBool,
     min_session: Duration,
     max_session: Duration,
 }
@@ -219,9 +221,20 @@ impl GroupCoordinator {
             cluster,
             shards: Mutex::new(HashMap::new()),
             creating: tokio::sync::Mutex::new(()),
+            stopped: AtomicBool::new(false),
         });
         tokio::spawn(watch_leadership(Arc::downgrade(&coordinator), coordinator.cache.clone()));
         coordinator
+    }
+
+    /// Unloads every shard: parked requests are answered NOT_COORDINATOR and the group
+    /// timers stop. Called when the broker shuts down.
+    pub fn shutdown(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let shards: Vec<Arc<Shard>> = lock(&self.shards).drain().map(|(_, s)| s).collect();
+        for shard in shards {
+            shard.close();
+        }
     }
 
     fn offsets_partitions(&self) -> i32 {
@@ -316,6 +329,9 @@ impl GroupCoordinator {
     /// The shard of a led partition, created (and its load started) if this broker has
     /// become leader since it was last looked at.
     fn shard(&self, index: i32) -> Result<Arc<Shard>, i16> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(code(ResponseError::CoordinatorNotAvailable));
+        }
         let partition = match self.replicas.get(OFFSETS_TOPIC, index) {
             Some(p) if p.is_leader() => p,
             _ => {
@@ -822,6 +838,9 @@ async fn watch_leadership(coordinator: Weak<GroupCoordinator>, cache: Arc<Metada
         let wait = if lagging { LEADERSHIP_RECHECK } else { Duration::from_secs(5) };
         cache.wait_for(wait, |s| seen.is_none_or(|p| p != s as *const _ as usize)).await;
         let Some(c) = coordinator.upgrade() else { return };
+        if c.stopped.load(Ordering::Acquire) {
+            return;
+        }
         last = Some(cache.snapshot());
         lagging = c.sync_leadership();
     }
