@@ -18,37 +18,67 @@ use crate::cluster::znodes::*;
 use crate::handlers::now_ms;
 
 /// Runs for the lifetime of one keeper session: campaigns for `/controller`, and while it
-/// holds it, reconciles on every relevant change.
+/// holds it, reconciles on every relevant change. Resigns (and campaigns again) when the
+/// node no longer belongs to this session.
 pub async fn run(zk: Arc<KeeperClient>, broker_id: i32, unclean: bool, mut events: broadcast::Receiver<WatchedEvent>) {
-    let epoch = loop {
-        match campaign(&zk, broker_id).await {
-            Ok(Some(epoch)) => break epoch,
+    loop {
+        let epoch = match campaign(&zk, broker_id).await {
+            Ok(Some(epoch)) => epoch,
             Ok(None) => {
                 // Someone else is controller: wait for /controller to go away, then retry.
                 if !wait_for(&mut events, |ev| ev.path == CONTROLLER && ev.event_type == EventType::NodeDeleted).await {
                     return;
                 }
+                continue;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "controller election failed");
                 return;
             }
-        }
-    };
-    tracing::info!(broker_id, controller_epoch = epoch, "elected controller");
-    let controller = Controller { zk, broker_id, epoch, unclean };
-    loop {
-        if let Err(e) = controller.reconcile().await {
-            tracing::warn!(error = %e, "controller reconcile failed");
-            if matches!(e, KeeperError::SessionExpired | KeeperError::Closed) {
-                return;
-            }
-        }
-        if !wait_for(&mut events, is_controller_relevant).await {
+        };
+        tracing::info!(broker_id, controller_epoch = epoch, "elected controller");
+        let controller = Controller { zk: zk.clone(), broker_id, epoch, unclean };
+        if !controller.serve(&mut events).await {
             return;
         }
-        // Coalesce bursts (a topic creation touches several znodes).
-        while events.try_recv().is_ok() {}
+        tracing::warn!(broker_id, controller_epoch = epoch, "lost /controller; resigning");
+    }
+}
+
+impl Controller {
+    /// Reconciles until the controller role is lost (true) or the session ends (false).
+    async fn serve(&self, events: &mut broadcast::Receiver<WatchedEvent>) -> bool {
+        loop {
+            let retry = match self.reconcile().await {
+                Ok(()) => false,
+                Err(e @ (KeeperError::SessionExpired | KeeperError::Closed)) => {
+                    tracing::warn!(error = %e, "controller session ended");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "controller reconcile failed; retrying");
+                    true
+                }
+            };
+            let next = wait_for(events, |ev| is_controller_relevant(ev) || ev.path == CONTROLLER);
+            let woke = if retry {
+                tokio::time::timeout(std::time::Duration::from_millis(500), next).await.unwrap_or(true)
+            } else {
+                next.await
+            };
+            if !woke {
+                return false;
+            }
+            // Coalesce bursts (a topic creation touches several znodes).
+            while events.try_recv().is_ok() {}
+            match self.zk.exists(CONTROLLER, false).await {
+                Ok(Some(stat)) if stat.ephemeral_owner == self.zk.session_id() => {}
+                Ok(_) => return true,
+                Err(KeeperError::SessionExpired | KeeperError::Closed) => return false,
+                // Unknown ownership: the reconcile at the top of the loop retries.
+                Err(_) => {}
+            }
+        }
     }
 }
 

@@ -60,6 +60,11 @@ impl Cluster {
         Cluster { keeper: Some(keeper), broker, keeper_addr, chroot, _dirs: vec![kdir, ldir] }
     }
 
+    /// The keeper's data dir.
+    pub fn keeper_dir(&self) -> std::path::PathBuf {
+        self._dirs[0].path().to_path_buf()
+    }
+
     /// The broker's log dir.
     pub fn log_dir(&self) -> std::path::PathBuf {
         self._dirs[1].path().to_path_buf()
