@@ -111,3 +111,23 @@ def test_perf_tools_print_kafka_lines(cluster, tools, topic_name):
     fields = line.split(", ")
     assert len(fields) == 10 and fields[4] == "20000"
     assert abs(float(fields[2]) - 20000 * 100 / 1024 / 1024) < 0.01
+
+
+def test_console_producer_acks_and_codecs(cluster, tools, topic_name):
+    sent = []
+    for acks, codec in [("0", "none"), ("1", "gzip"), ("all", "snappy"), ("-1", "lz4"), ("1", "zstd")]:
+        lines = [f"{codec}-{acks}-{i}" for i in range(20)]
+        sent += lines
+        ok(tools("kafka-console-producer", "--bootstrap-server", cluster.bootstrap, "--topic", topic_name,
+                 "--request-required-acks", acks, "--compression-codec", codec,
+                 input=("\n".join(lines) + "\n").encode()))
+    r = tools("kafka-console-consumer", "--bootstrap-server", cluster.bootstrap, "--topic", topic_name,
+              "--from-beginning", "--max-messages", str(len(sent)), "--timeout-ms", "15000",
+              "--property", "print.offset=true", "--property", "print.partition=true")
+    out = ok(r).splitlines()
+    assert [line.split("\t")[2] for line in out] == sent
+    assert [line.split("\t")[1] for line in out] == [f"Offset:{i}" for i in range(len(sent))]
+    assert f"Processed a total of {len(sent)} messages" in r.stderr.decode()
+    r = tools("kafka-console-producer", "--bootstrap-server", cluster.bootstrap, "--topic", topic_name,
+              "--compression-codec", "brotli", input=b"x\n")
+    assert r.returncode != 0 and "compression.type" in r.stderr.decode()

@@ -627,3 +627,20 @@ mod tests {
         assert!(!batch_is_control(&b));
     }
 }
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn consumer_properties_parse_and_bad_values_name_the_key() {
+        let mut c = ConsumerConfig::default();
+        c.set("auto.offset.reset", "earliest").unwrap_or_else(|e| panic!("{e}"));
+        c.set("fetch.max.wait.ms", "50").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.auto_offset_reset, c.fetch_max_wait), (OffsetReset::Earliest, Duration::from_millis(50)));
+        let err = c.set("auto.offset.reset", "oldest").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("auto.offset.reset"), "{err}");
+        let err = c.set("fetch.min.bytes", "-1").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("fetch.min.bytes"), "{err}");
+    }
+}

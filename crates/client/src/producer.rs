@@ -631,3 +631,25 @@ impl Inner {
         (retry, last_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_properties_parse_and_bad_values_name_the_key() {
+        let mut c = ProducerConfig::default();
+        for (k, v) in [("acks", "all"), ("linger.ms", "7"), ("batch.size", "1024"), ("compression.type", "zstd")] {
+            c.set(k, v).unwrap_or_else(|e| panic!("{k}: {e}"));
+        }
+        assert_eq!(
+            (c.acks, c.linger, c.batch_size, c.compression),
+            (-1, Duration::from_millis(7), 1024, Compression::Zstd)
+        );
+        let err = c.set("linger.ms", "soon").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("linger.ms"), "{err}");
+        let err = c.set("acks", "2").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("acks"), "{err}");
+        assert!(c.set("some.unknown.key", "1").is_ok());
+    }
+}

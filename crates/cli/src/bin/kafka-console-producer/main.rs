@@ -40,7 +40,7 @@ struct Args {
     #[arg(long = "producer.config", value_name = "FILE")]
     producer_config: Option<std::path::PathBuf>,
     /// acks: 0, 1, -1 or all.
-    #[arg(long = "request-required-acks", default_value = "-1")]
+    #[arg(long = "request-required-acks", default_value = "-1", allow_hyphen_values = true)]
     request_required_acks: String,
     /// none, gzip, snappy, lz4 or zstd; without a value, gzip.
     #[arg(long = "compression-codec", num_args = 0..=1, default_missing_value = "gzip")]
