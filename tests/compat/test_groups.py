@@ -13,7 +13,7 @@ from json import dumps, loads
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, OffsetAndMetadata, TopicPartition
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient, NewPartitions, NewTopic
 
 from conftest import Cluster
 
@@ -34,7 +34,7 @@ if kind == "kafka-python":
     from kafka import KafkaConsumer
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
                       enable_auto_commit=False, session_timeout_ms=session, heartbeat_interval_ms=500,
-                      max_poll_interval_ms=15000)
+                      max_poll_interval_ms=15000, metadata_max_age_ms=1000)
     last = None
     while True:
         batch = c.poll(timeout_ms=200)
@@ -53,7 +53,8 @@ else:
     from confluent_kafka import Consumer
     conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
             "enable.auto.commit": False, "session.timeout.ms": session,
-            "heartbeat.interval.ms": 500, "max.poll.interval.ms": 15000}
+            "heartbeat.interval.ms": 500, "max.poll.interval.ms": 15000,
+            "topic.metadata.refresh.interval.ms": 1000}
     if kind == "confluent-kafka-cooperative":
         # Incremental (KIP-429) rebalancing: the broker only relays, the assignor is client-side.
         conf["partition.assignment.strategy"] = "cooperative-sticky"
@@ -119,13 +120,13 @@ class Worker:
                 self.kill()
 
 
-def wait_for(what, cond, timeout):
+def wait_for(what, cond, timeout, detail=lambda: ""):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if cond():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} {detail()}")
 
 
 def create_topic(bootstrap, topic, partitions):
@@ -217,6 +218,36 @@ def test_three_members_share_partitions_and_survive_a_killed_member(cluster, top
             for p, o in msgs:
                 if p in victim_parts:
                     assert o >= victim_commits.get(p, 0), (p, o, victim_commits)
+    finally:
+        for w in workers:
+            w.stop()
+
+
+@pytest.mark.parametrize("kind", ["kafka-python", "confluent-kafka"])
+def test_group_rebalances_when_its_topic_gains_partitions(cluster, topic_name, tmp_path, kind):
+    topic, group = "grow-" + topic_name, "grow-" + topic_name
+    create_topic(cluster.bootstrap, topic, 2)
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    workers = [Worker(script, kind, cluster.bootstrap, topic, group) for _ in range(2)]
+    try:
+        def owned(n):
+            parts = [w.snapshot()[0] for w in workers]
+            return sorted(p for ps in parts for p in ps) == list(range(n)) and all(parts)
+
+        wait_for("two partitions split between two members", lambda: owned(2), 60)
+        admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap)
+        try:
+            admin.create_partitions({topic: NewPartitions(total_count=4)})
+        finally:
+            admin.close()
+        # The clients notice the new partitions through metadata and rejoin; the broker
+        # rebalances when asked.
+        wait_for("four partitions split between two members", lambda: owned(4), 45,
+                 lambda: [w.snapshot()[0] for w in workers])
+        produce(cluster.bootstrap, topic, 40, 4)
+        wait_for("records of the new partitions consumed",
+                 lambda: {p for w in workers for p, _ in w.snapshot()[1]} == {0, 1, 2, 3}, 30)
     finally:
         for w in workers:
             w.stop()
