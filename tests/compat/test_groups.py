@@ -350,6 +350,8 @@ def test_committed_offsets_and_lag_survive_a_broker_restart(tmp_path, tools):
         assert group_lines(r.stdout.decode())[0][3:6] == ["12", "20", "8"], r.stdout.decode()
         rest = tutorial_consumer_plain(c.bootstrap, topic, group, 8)
         assert rest == [str(i) for i in range(12, 20)]
+        r = tools("kafka-consumer-groups", "--bootstrap-server", c.bootstrap, "--describe", "--group", group)
+        assert group_lines(r.stdout.decode())[0][3:6] == ["20", "20", "0"], r.stdout.decode()
     finally:
         c.stop()
 
