@@ -7,6 +7,7 @@
 //! assignment beyond what `assign` sets.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -157,6 +158,7 @@ pub struct Consumer {
     buffered: VecDeque<ConsumerRecord>,
     /// At most one fetch per leader broker in flight.
     inflight: HashMap<i32, Inflight>,
+    rotation: AtomicUsize,
 }
 
 impl Drop for Consumer {
@@ -167,7 +169,14 @@ impl Drop for Consumer {
 
 impl Consumer {
     pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
-        Consumer { client, config, assigned: Vec::new(), buffered: VecDeque::new(), inflight: HashMap::new() }
+        Consumer {
+            client,
+            config,
+            assigned: Vec::new(),
+            buffered: VecDeque::new(),
+            inflight: HashMap::new(),
+            rotation: AtomicUsize::new(0),
+        }
     }
 
     pub fn client(&self) -> &Client {
@@ -438,7 +447,10 @@ impl Consumer {
 
     fn fetch_request(&self, key: &[(usize, i64)], wait: Duration) -> FetchRequest {
         let mut topics: Vec<FetchTopic> = Vec::new();
-        for &(i, offset) in key {
+        // Brokers may let only the first partition exceed the byte limits (KIP-74), so the
+        // starting partition rotates: a partition behind a busy one still gets its turn.
+        let start = self.rotation.fetch_add(1, Ordering::Relaxed) % key.len().max(1);
+        for &(i, offset) in key[start..].iter().chain(&key[..start]) {
             let a = &self.assigned[i];
             let part = FetchPartition::default()
                 .with_partition(a.partition)
