@@ -1,5 +1,5 @@
 //! Round trips against librdkafka's in-memory mock broker (a real protocol peer we did not
-//! write), started through `/work/shared/bench/mockhold.py` or `$STROM_MOCKHOLD`.
+//! write), held open by a small confluent-kafka script (`pip install confluent-kafka`).
 
 use std::collections::HashMap;
 use std::process::Stdio;
@@ -13,20 +13,31 @@ use strom_client::{
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+/// Starts librdkafka's mock cluster inside a Python process and prints its bootstrap address;
+/// the mock lives until the process is killed (the test drops it) or 120 s pass.
+const MOCK_SCRIPT: &str = r#"
+import time
+from confluent_kafka import Producer
+p = Producer({"test.mock.num.brokers": 1, "log_level": 0})
+md = p.list_topics(timeout=10)
+b = next(iter(md.brokers.values()))
+print(f"{b.host}:{b.port}", flush=True)
+time.sleep(120)
+"#;
+
 struct Mock {
     _child: Child,
     addr: String,
 }
 
 async fn start_mock() -> Mock {
-    let script = std::env::var("STROM_MOCKHOLD").unwrap_or_else(|_| "/work/shared/bench/mockhold.py".into());
     let mut child = Command::new("python3")
-        .arg(&script)
-        .arg("120")
+        .arg("-c")
+        .arg(MOCK_SCRIPT)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {script}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot start python3 for the mock broker: {e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     let mut line = String::new();
     tokio::time::timeout(Duration::from_secs(30), BufReader::new(stdout).read_line(&mut line))
