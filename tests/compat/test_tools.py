@@ -131,3 +131,29 @@ def test_console_producer_acks_and_codecs(cluster, tools, topic_name):
     r = tools("kafka-console-producer", "--bootstrap-server", cluster.bootstrap, "--topic", topic_name,
               "--compression-codec", "brotli", input=b"x\n")
     assert r.returncode != 0 and "compression.type" in r.stderr.decode()
+
+
+def test_console_consumer_reports_on_sigterm(cluster, tools, topic_name):
+    import signal
+    import subprocess
+
+    ok(tools("kafka-console-producer", "--bootstrap-server", cluster.bootstrap, "--topic", topic_name,
+             input=b"one\ntwo\n"))
+    from conftest import binary
+    p = subprocess.Popen([binary("kafka-console-consumer"), "--bootstrap-server", cluster.bootstrap,
+                          "--topic", topic_name, "--from-beginning"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    import threading
+    watchdog = threading.Timer(30, p.kill)  # bounds the blocking reads below
+    watchdog.start()
+    try:
+        assert p.stdout.readline() == b"one\n"
+        assert p.stdout.readline() == b"two\n"
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=10)
+    finally:
+        watchdog.cancel()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0
+    assert "Processed a total of 2 messages" in err.decode()
