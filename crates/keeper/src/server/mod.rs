@@ -79,11 +79,12 @@ impl KeeperServer {
         let raft_config = openraft::Config {
             cluster_name: "strom-keeper".into(),
             // openraft bounds each AppendEntries by the heartbeat interval, so it must cover
-            // a batch of up to `max_payload_entries` entries plus the follower's fsync.
+            // `max_payload_entries` entries plus the follower's fsync. An entry carries up to
+            // MAX_BATCH writes (~150 KiB of small writes), so 16 of them stay a few MiB.
             heartbeat_interval: 250,
             election_timeout_min: 1000,
             election_timeout_max: 2000,
-            max_payload_entries: 64,
+            max_payload_entries: 16,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snap_count),
             max_in_snapshot_log_to_keep: 1000,
