@@ -42,6 +42,10 @@ def test_topics_via_bootstrap_server(cluster, tools, topic_name):
     assert "retention.ms=3600000" in head and "cleanup.policy=delete" in head
     assert parts == [f"\tTopic: {topic_name}\tPartition: {p}\tLeader: 1\tReplicas: 1\tIsr: 1" for p in range(2)]
 
+    assert ok(tools("kafka-topics", "--describe", *bs, "--topic", topic_name, "--under-replicated-partitions")) == ""
+    assert ok(tools("kafka-topics", "--describe", *bs, "--topic", topic_name, "--unavailable-partitions")) == ""
+    assert ok(tools("kafka-topics", "--describe", *bs, "--topic", topic_name, "--topics-with-overrides")) == head + "\n"
+
     ok(tools("kafka-topics", "--alter", *bs, "--topic", topic_name, "--partitions", "4"))
     describe_until(tools, bs, topic_name, lambda o: "PartitionCount: 4" in o and o.count("\tLeader: 1") == 4)
     r = tools("kafka-topics", "--alter", *bs, "--topic", topic_name, "--partitions", "3")

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use model::{TopicCommandError, TopicSpec};
+use model::{DescribeFilter, TopicCommandError, TopicSpec};
 
 #[derive(Parser, Debug)]
 #[command(name = "kafka-topics", about = "Create, delete, describe, or change a topic.")]
@@ -63,6 +63,15 @@ struct Args {
     /// Only alter, delete or describe the topic if it exists.
     #[arg(long = "if-exists")]
     if_exists: bool,
+    /// With --describe: only partitions whose ISR is smaller than their replica set.
+    #[arg(long = "under-replicated-partitions")]
+    under_replicated_partitions: bool,
+    /// With --describe: only partitions without a leader.
+    #[arg(long = "unavailable-partitions")]
+    unavailable_partitions: bool,
+    /// With --describe: only topics that have configuration overrides.
+    #[arg(long = "topics-with-overrides")]
+    topics_with_overrides: bool,
     /// Leave internal topics out of --list and --describe.
     #[arg(long = "exclude-internal")]
     exclude_internal: bool,
@@ -169,8 +178,19 @@ async fn run(args: Args) -> Result<(), TopicCommandError> {
         if !topics.is_empty() && described.is_empty() && !args.if_exists {
             return Err(model::missing_topic(&topics.join(",")));
         }
+        let filter =
+            match (args.under_replicated_partitions, args.unavailable_partitions, args.topics_with_overrides) {
+                (false, false, false) => DescribeFilter::All,
+                (true, false, false) => DescribeFilter::UnderReplicated,
+                (false, true, false) => DescribeFilter::Unavailable,
+                (false, false, true) => DescribeFilter::WithOverrides,
+                _ => return Err(TopicCommandError::Usage(
+                    "--under-replicated-partitions, --unavailable-partitions and --topics-with-overrides are exclusive"
+                        .into(),
+                )),
+            };
         for t in &described {
-            print!("{}", t.render());
+            print!("{}", t.render_filtered(filter));
         }
     } else if args.delete {
         need_topic("--delete")?;

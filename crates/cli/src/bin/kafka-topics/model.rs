@@ -58,7 +58,49 @@ fn join(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// `--describe`'s optional filters, as in Kafka's tool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DescribeFilter {
+    All,
+    /// `--under-replicated-partitions`: partition lines whose ISR is smaller than the replicas.
+    UnderReplicated,
+    /// `--unavailable-partitions`: partition lines without a leader.
+    Unavailable,
+    /// `--topics-with-overrides`: topic lines of topics with config overrides.
+    WithOverrides,
+}
+
 impl TopicDescription {
+    /// Kafka's `--describe` output under `filter` (the filters print only matching lines).
+    pub fn render_filtered(&self, filter: DescribeFilter) -> String {
+        let full = self.render();
+        let mut lines = full.lines();
+        let head = lines.next().unwrap_or_default();
+        let mut out = String::new();
+        match filter {
+            DescribeFilter::All => return full,
+            DescribeFilter::WithOverrides => {
+                if !self.configs.is_empty() {
+                    out.push_str(head);
+                    out.push('\n');
+                }
+            }
+            DescribeFilter::UnderReplicated | DescribeFilter::Unavailable => {
+                for (p, line) in self.partitions.iter().zip(lines) {
+                    let keep = match filter {
+                        DescribeFilter::UnderReplicated => p.isr.len() < p.replicas.len(),
+                        _ => p.leader < 0,
+                    };
+                    if keep {
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Kafka's `--describe` block: a topic line, then one tab-indented line per partition.
     pub fn render(&self) -> String {
         let rf = self.partitions.first().map_or(0, |p| p.replicas.len());
@@ -163,6 +205,31 @@ mod tests {
             t.render(),
             "Topic: test\tTopicId: AAAAAAAAAAAAAAAAAAAAAA\tPartitionCount: 1\tReplicationFactor: 2\tConfigs: retention.ms=1000\n\tTopic: test\tPartition: 0\tLeader: 1\tReplicas: 1,2\tIsr: 2,1\n"
         );
+    }
+
+    #[test]
+    fn describe_filters_pick_lines() {
+        let t = TopicDescription {
+            name: "t".into(),
+            topic_id: None,
+            configs: vec![],
+            partitions: vec![
+                PartitionDescription { partition: 0, leader: 1, replicas: vec![1, 2], isr: vec![1, 2] },
+                PartitionDescription { partition: 1, leader: 2, replicas: vec![2, 1], isr: vec![2] },
+                PartitionDescription { partition: 2, leader: -1, replicas: vec![3], isr: vec![] },
+            ],
+            marked_for_deletion: false,
+        };
+        assert_eq!(
+            t.render_filtered(DescribeFilter::UnderReplicated),
+            "\tTopic: t\tPartition: 1\tLeader: 2\tReplicas: 2,1\tIsr: 2\n\tTopic: t\tPartition: 2\tLeader: none\tReplicas: 3\tIsr: \n"
+        );
+        assert_eq!(
+            t.render_filtered(DescribeFilter::Unavailable),
+            "\tTopic: t\tPartition: 2\tLeader: none\tReplicas: 3\tIsr: \n"
+        );
+        assert_eq!(t.render_filtered(DescribeFilter::WithOverrides), "");
+        assert_eq!(t.render_filtered(DescribeFilter::All), t.render());
     }
 
     #[test]
