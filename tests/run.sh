@@ -20,3 +20,9 @@ fi
 cargo build -j2 --workspace --bins
 cargo test -j2 --workspace
 STROM_BIN="$PWD/target/debug" python3 -m pytest -c tests/pytest.ini --rootdir tests tests "$@"
+
+# Release archive and the docker-compose cluster, packed from the debug programs built above
+# (a release build takes too long on a small CI machine). The compose suite skips itself,
+# saying why, when no Docker engine answers.
+STROM_PROFILE=debug bash tests/docker/test_dist.sh
+STROM_PROFILE=debug bash tests/docker/test_compose.sh

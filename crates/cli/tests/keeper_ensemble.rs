@@ -28,14 +28,14 @@ impl Ensemble {
         let dir = tempfile::tempdir().expect("tempdir");
         let client_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let peer_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        for i in 0..n {
+        for (i, client_port) in client_ports.iter().enumerate() {
             let data = dir.path().join(format!("k{}", i + 1));
             std::fs::create_dir_all(&data).expect("data dir");
             std::fs::write(data.join("myid"), format!("{}\n", i + 1)).expect("myid");
             let mut props = format!(
                 "dataDir={}\nclientPort={}\ntickTime=200\ninitLimit=10\nsyncLimit=5\nsnapCount=200\n",
                 data.display(),
-                client_ports[i]
+                client_port
             );
             if n > 1 {
                 for (j, p) in peer_ports.iter().enumerate() {
