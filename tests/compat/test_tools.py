@@ -10,7 +10,7 @@ def ok(r):
 
 def fails_with(r, message):
     assert r.returncode != 0, r.stdout.decode()
-    assert r.stderr.decode().strip() == f"Error while executing topic command : {message}"
+    assert f"Error while executing topic command : {message}" in r.stderr.decode().splitlines(), r.stderr.decode()
 
 
 def describe_until(tools, mode, topic, predicate, timeout=20):
