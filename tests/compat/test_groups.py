@@ -37,7 +37,9 @@ if kind == "kafka-python":
                       max_poll_interval_ms=15000, metadata_max_age_ms=1000)
     last = None
     while True:
-        batch = c.poll(timeout_ms=200)
+        # A long enough poll lets a rebalance finish inside it: kafka-python 3.0 can lose a
+        # join that completes after poll() returned early (its heartbeat then stays off).
+        batch = c.poll(timeout_ms=1000)
         parts = sorted(tp.partition for tp in c.assignment())
         if parts != last:
             emit(event="assign", parts=parts)
