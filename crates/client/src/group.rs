@@ -39,7 +39,7 @@ pub struct GroupListing {
 
 /// One member of a described group, with its decoded consumer-protocol assignment.
 #[derive(Debug, Clone)]
-pub struct GroupMember {
+pub struct MemberDescription {
     pub member_id: String,
     pub group_instance_id: Option<String>,
     pub client_id: String,
@@ -56,7 +56,7 @@ pub struct GroupDescription {
     pub state: String,
     pub protocol_type: String,
     pub protocol: String,
-    pub members: Vec<GroupMember>,
+    pub members: Vec<MemberDescription>,
 }
 
 /// Consumer-group administration.
@@ -180,7 +180,7 @@ impl GroupAdmin {
                     members: g
                         .members
                         .into_iter()
-                        .map(|m| GroupMember {
+                        .map(|m| MemberDescription {
                             member_id: m.member_id.to_string(),
                             group_instance_id: m.group_instance_id.map(|s| s.to_string()),
                             client_id: m.client_id.to_string(),
