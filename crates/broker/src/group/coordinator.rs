@@ -286,6 +286,9 @@ impl GroupCoordinator {
                 ("cleanup.policy".to_string(), "compact".to_string()),
                 ("compression.type".to_string(), "producer".to_string()),
                 ("segment.bytes".to_string(), "104857600".to_string()),
+                // Compaction is not implemented yet; until it is, time retention must not
+                // delete committed offsets (a compacted Kafka topic never drops live keys).
+                ("retention.ms".to_string(), "-1".to_string()),
             ]);
             let spec = NewTopic {
                 name: OFFSETS_TOPIC.to_string(),
