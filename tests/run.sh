@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 
-if ! python3 -c 'import kafka, confluent_kafka, pytest' 2>/dev/null; then
+if ! python3 -c 'import kafka, confluent_kafka, pytest, snappy, lz4, zstandard' 2>/dev/null; then
     python3 -m pip install -q -r tests/compat/requirements.txt
 fi
 if ! command -v kcat >/dev/null 2>&1; then
