@@ -179,7 +179,6 @@ async fn duplicate_broker_id_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "in-process KeeperServer::shutdown leaves accepted client connections serving \"raft stopped\" errors, so the client never fails over; verified by hand with separate processes"]
 async fn broker_survives_keeper_restart() {
     let mut cluster = Cluster::start("").await;
     let mut conn = cluster.connect().await;

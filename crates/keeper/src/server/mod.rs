@@ -147,6 +147,7 @@ impl KeeperServer {
             liveness,
             config: Arc::new(config.clone()),
             per_ip: Arc::new(Mutex::new(HashMap::new())),
+            stop: stop_rx.clone(),
         })
         .max_decoding_message_size(16 << 20);
         let mut stop_rx2 = stop_rx.clone();

@@ -36,6 +36,8 @@ pub struct ClientService {
     pub liveness: Arc<Liveness>,
     pub config: Arc<KeeperConfig>,
     pub per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    /// Turns true when the keeper shuts down: open sessions are told to go elsewhere.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Releases a connection's slot in the per-IP count when the session task ends.
@@ -77,7 +79,12 @@ impl Keeper for ClientService {
         }
         let slot = IpSlot { ip, per_ip: self.per_ip.clone() };
         let (tx, rx) = mpsc::unbounded_channel();
-        let ctx = Ctx { node: self.node.clone(), liveness: self.liveness.clone(), config: self.config.clone() };
+        let ctx = Ctx {
+            node: self.node.clone(),
+            liveness: self.liveness.clone(),
+            config: self.config.clone(),
+            stop: self.stop.clone(),
+        };
         tokio::spawn(async move {
             let _slot = slot;
             run_session(ctx, req.into_inner(), tx).await;
@@ -113,6 +120,7 @@ struct Ctx {
     node: Arc<Node>,
     liveness: Arc<Liveness>,
     config: Arc<KeeperConfig>,
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 fn msg(m: server_message::Msg) -> Result<ServerMessage, Status> {
@@ -178,6 +186,7 @@ async fn connect(ctx: &Ctx, inbound: &mut Streaming<ClientMessage>) -> Result<(i
 type Pending = Pin<Box<dyn Future<Output = pb::Response> + Send>>;
 
 async fn run_session(ctx: Ctx, mut inbound: Streaming<ClientMessage>, tx: Outbound) {
+    let mut stop = ctx.stop.clone();
     let (session, connected) = match connect(&ctx, &mut inbound).await {
         Ok(v) => v,
         Err(status) => {
@@ -193,8 +202,16 @@ async fn run_session(ctx: Ctx, mut inbound: Streaming<ClientMessage>, tx: Outbou
     let mut inflight: FuturesOrdered<Pending> = FuturesOrdered::new();
     let mut backlog: VecDeque<pb::Request> = VecDeque::new();
     let mut closing = false;
+    let mut stopping = false;
     loop {
         tokio::select! {
+            _ = stop.wait_for(|s| *s) => {
+                // The keeper is going away: end the stream so the client fails over now
+                // rather than after its session's silence limit.
+                let _ = tx.send(Err(Status::unavailable("keeper shutting down")));
+                stopping = true;
+                break;
+            }
             incoming = inbound.message() => {
                 let m = match incoming {
                     Ok(Some(m)) => m,
@@ -238,7 +255,8 @@ async fn run_session(ctx: Ctx, mut inbound: Streaming<ClientMessage>, tx: Outbou
         }
     }
     // Answer what was already accepted, so a client that half-closed still gets replies.
-    while let Some(resp) = inflight.next().await {
+    while !stopping {
+        let Some(resp) = inflight.next().await else { break };
         let _ = tx.send(msg(server_message::Msg::Response(resp)));
     }
     ctx.node.replica.unregister(session, &tx);
