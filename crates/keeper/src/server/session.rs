@@ -255,9 +255,10 @@ async fn run_session(ctx: Ctx, mut inbound: Streaming<ClientMessage>, tx: Outbou
         }
     }
     // Answer what was already accepted, so a client that half-closed still gets replies.
-    while !stopping {
-        let Some(resp) = inflight.next().await else { break };
-        let _ = tx.send(msg(server_message::Msg::Response(resp)));
+    if !stopping {
+        while let Some(resp) = inflight.next().await {
+            let _ = tx.send(msg(server_message::Msg::Response(resp)));
+        }
     }
     ctx.node.replica.unregister(session, &tx);
     tracing::debug!(session = format!("{session:#x}"), "session stream ended");
