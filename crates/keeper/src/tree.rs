@@ -127,8 +127,17 @@ impl Default for DataTree {
     }
 }
 
-/// Undo record for one node: its image before a multi touched it.
-type Undo = Vec<(String, Option<Node>)>;
+/// What a failed multi must put back, newest last. Records are sized by what changed, never
+/// by a parent's child list, so a create under a node with many children stays O(log n).
+enum UndoStep {
+    /// A node as it was (None: it did not exist). Only leaves and created nodes are saved whole.
+    Node(String, Option<Node>),
+    /// A parent's stat, and the child name a create added or a delete removed.
+    Parent { path: String, stat: Stat, added: Option<String>, removed: Option<String> },
+    /// A node's data and stat before a set.
+    Data { path: String, data: Vec<u8>, stat: Stat },
+}
+type Undo = Vec<UndoStep>;
 
 impl DataTree {
     pub fn last_zxid(&self) -> i64 {
@@ -283,27 +292,44 @@ impl DataTree {
     }
 
     fn rollback(&mut self, undo: Undo) {
-        for (path, image) in undo.into_iter().rev() {
-            if let Some(cur) = self.nodes.remove(&path) {
-                if cur.kind == NodeKind::Ephemeral {
-                    if let Some(s) = self.sessions.get_mut(&cur.stat.ephemeral_owner) {
-                        s.ephemerals.remove(&path);
+        for step in undo.into_iter().rev() {
+            match step {
+                UndoStep::Node(path, image) => {
+                    if let Some(cur) = self.nodes.remove(&path) {
+                        if cur.kind == NodeKind::Ephemeral {
+                            if let Some(s) = self.sessions.get_mut(&cur.stat.ephemeral_owner) {
+                                s.ephemerals.remove(&path);
+                            }
+                        }
+                    }
+                    if let Some(node) = image {
+                        if node.kind == NodeKind::Ephemeral {
+                            if let Some(s) = self.sessions.get_mut(&node.stat.ephemeral_owner) {
+                                s.ephemerals.insert(path.clone());
+                            }
+                        }
+                        self.nodes.insert(path, node);
                     }
                 }
-            }
-            if let Some(node) = image {
-                if node.kind == NodeKind::Ephemeral {
-                    if let Some(s) = self.sessions.get_mut(&node.stat.ephemeral_owner) {
-                        s.ephemerals.insert(path.clone());
+                UndoStep::Parent { path, stat, added, removed } => {
+                    if let Some(p) = self.nodes.get_mut(&path) {
+                        p.stat = stat;
+                        if let Some(a) = added {
+                            p.children.remove(&a);
+                        }
+                        if let Some(r) = removed {
+                            p.children.insert(r);
+                        }
                     }
                 }
-                self.nodes.insert(path, node);
+                UndoStep::Data { path, data, stat } => {
+                    if let Some(n) = self.nodes.get_mut(&path) {
+                        n.data = data;
+                        n.stat = stat;
+                    }
+                }
             }
         }
-    }
-
-    fn save(&self, path: &str, undo: &mut Undo) {
-        undo.push((path.to_string(), self.nodes.get(path).cloned()));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -345,8 +371,13 @@ impl DataTree {
         if mode.is_ephemeral() && session_id == 0 {
             return Err(KeeperError::BadArguments("ephemeral node without a session".into()));
         }
-        self.save(&parent_path, undo);
-        self.save(&actual, undo);
+        undo.push(UndoStep::Parent {
+            path: parent_path.clone(),
+            stat: parent.stat,
+            added: Some(path::name(&actual).to_string()),
+            removed: None,
+        });
+        undo.push(UndoStep::Node(actual.clone(), None));
         let kind = match mode {
             CreateMode::Ephemeral | CreateMode::EphemeralSequential => NodeKind::Ephemeral,
             CreateMode::Container => NodeKind::Container,
@@ -399,8 +430,15 @@ impl DataTree {
             return Err(KeeperError::NotEmpty);
         }
         let parent_path = path::parent(path).ok_or(KeeperError::NoNode)?.to_string();
-        self.save(&parent_path, undo);
-        self.save(path, undo);
+        let parent_stat = self.nodes.get(&parent_path).map(|p| p.stat).unwrap_or_default();
+        undo.push(UndoStep::Parent {
+            path: parent_path.clone(),
+            stat: parent_stat,
+            added: None,
+            removed: Some(path::name(path).to_string()),
+        });
+        // A node being deleted has no children, so its image is small.
+        undo.push(UndoStep::Node(path.to_string(), Some(node.clone())));
         if let Some(node) = self.nodes.remove(path) {
             if node.kind == NodeKind::Ephemeral {
                 if let Some(s) = self.sessions.get_mut(&node.stat.ephemeral_owner) {
@@ -440,8 +478,8 @@ impl DataTree {
         if version != -1 && node.stat.version != version {
             return Err(KeeperError::BadVersion);
         }
-        self.save(path, undo);
         let node = self.nodes.get_mut(path).ok_or(KeeperError::NoNode)?;
+        undo.push(UndoStep::Data { path: path.to_string(), data: std::mem::take(&mut node.data), stat: node.stat });
         node.data = data.to_vec();
         node.stat.version += 1;
         node.stat.mzxid = zxid;
@@ -546,6 +584,23 @@ mod tests {
             true,
         );
         assert!(matches!(r, CommandResult::Write(Ok(ref v)) if v.len() == 2));
+        // A failed multi that deleted and set puts both back, children list included.
+        let before = (t.stat("/m").unwrap(), t.stat("/m/a").unwrap());
+        let r = write(
+            &mut t,
+            4,
+            0,
+            vec![
+                Op::Delete { path: "/m/a".into(), version: -1 },
+                Op::SetData { path: "/m".into(), data: b"new".to_vec(), version: -1 },
+                Op::Check { path: "/nope".into(), version: -1 },
+            ],
+            true,
+        );
+        assert_eq!(r, CommandResult::Write(Err((2, KeeperError::NoNode))));
+        assert_eq!((t.stat("/m").unwrap(), t.stat("/m/a").unwrap()), before);
+        assert_eq!(t.get_children("/m").unwrap().0, vec!["a".to_string()]);
+        assert_eq!(t.get_data("/m").unwrap().0, b"d");
     }
 
     #[test]
