@@ -23,7 +23,7 @@ pub enum ConfigError {
     },
     #[error("line {line}: invalid value {value:?} for `{key}`: {reason}")]
     InvalidValue { key: String, value: String, line: usize, reason: String },
-    #[error("line {line}: malformed property line {text:?}")]
+    #[error("line {line}: malformed property line: {text}")]
     Syntax { line: usize, text: String },
     #[error("missing required property `{0}`")]
     Missing(&'static str),
@@ -395,95 +395,16 @@ impl Property {
     }
 }
 
-/// Java `Properties.load` syntax: `#`/`!` comments, `=`, `:` or whitespace separators,
-/// trailing-backslash continuation lines, and the usual backslash escapes.
+/// Java `Properties.load` syntax, read by the keeper crate's parser (shared with
+/// `zookeeper.properties`); repeats are kept in order so later overrides win.
 fn parse_properties(text: &str) -> Result<Vec<Property>, ConfigError> {
-    let mut out = Vec::new();
-    let mut lines = text.lines().enumerate();
-    while let Some((idx, raw)) = lines.next() {
-        let start_line = idx + 1;
-        let trimmed = raw.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') || trimmed.starts_with('!') {
-            continue;
+    let entries = strom_keeper::properties::entries(text, "server.properties").map_err(|e| match e {
+        strom_keeper::properties::PropertiesError::Syntax { line, message, .. } => {
+            ConfigError::Syntax { line, text: message }
         }
-        let mut logical = String::new();
-        let mut current = trimmed.to_string();
-        loop {
-            if ends_with_continuation(&current) {
-                current.pop();
-                logical.push_str(&current);
-                match lines.next() {
-                    Some((_, next)) => current = next.trim_start().to_string(),
-                    None => break,
-                }
-            } else {
-                logical.push_str(&current);
-                break;
-            }
-        }
-        let (key, value) = split_key_value(&logical);
-        let key = unescape(&key);
-        if key.is_empty() {
-            return Err(ConfigError::Syntax { line: start_line, text: raw.to_string() });
-        }
-        out.push(Property { key, value: unescape(value.trim_end()), line: start_line });
-    }
-    Ok(out)
-}
-
-/// An odd number of trailing backslashes continues the line.
-fn ends_with_continuation(s: &str) -> bool {
-    s.chars().rev().take_while(|&c| c == '\\').count() % 2 == 1
-}
-
-fn split_key_value(line: &str) -> (String, &str) {
-    let mut key = String::new();
-    let mut chars = line.char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '\\' => {
-                key.push(c);
-                if let Some((_, n)) = chars.next() {
-                    key.push(n);
-                }
-            }
-            '=' | ':' => return (key, line[i + 1..].trim_start()),
-            c if c.is_whitespace() => {
-                let rest = line[i..].trim_start();
-                let rest = rest.strip_prefix('=').or_else(|| rest.strip_prefix(':')).unwrap_or(rest);
-                return (key, rest.trim_start());
-            }
-            c => key.push(c),
-        }
-    }
-    (key, "")
-}
-
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('t') => out.push('\t'),
-            Some('n') => out.push('\n'),
-            Some('r') => out.push('\r'),
-            Some('f') => out.push('\u{c}'),
-            Some('u') => {
-                let hex: String = chars.by_ref().take(4).collect();
-                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
-                    Some(ch) => out.push(ch),
-                    None => out.push_str(&hex),
-                }
-            }
-            Some(other) => out.push(other),
-            None => {}
-        }
-    }
-    out
+        other => ConfigError::Syntax { line: 0, text: other.to_string() },
+    })?;
+    Ok(entries.into_iter().map(|e| Property { key: e.key, value: e.value, line: e.line }).collect())
 }
 
 #[cfg(test)]

@@ -33,8 +33,26 @@ impl Properties {
     }
 }
 
+/// One `key=value` line (after continuation lines are joined), with the line it started on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    pub line: usize,
+}
+
+/// Parses into a map; a key given twice keeps its last value, as `Properties.load` does.
 pub fn parse(text: &str, file: &str) -> Result<Properties, PropertiesError> {
     let mut props = Properties::default();
+    for e in entries(text, file)? {
+        props.values.insert(e.key, (e.value, e.line));
+    }
+    Ok(props)
+}
+
+/// Every entry in file order, repeats included (for callers that apply overrides in order).
+pub fn entries(text: &str, file: &str) -> Result<Vec<Entry>, PropertiesError> {
+    let mut out = Vec::new();
     let mut lines = text.lines().enumerate();
     while let Some((i, raw)) = lines.next() {
         let line_no = i + 1;
@@ -58,9 +76,9 @@ pub fn parse(text: &str, file: &str) -> Result<Properties, PropertiesError> {
                 message: format!("no key before the value in \"{raw}\""),
             });
         }
-        props.values.insert(key, (unescape(value).trim_end().to_string(), line_no));
+        out.push(Entry { key, value: unescape(value.trim_end()), line: line_no });
     }
-    Ok(props)
+    Ok(out)
 }
 
 fn ends_with_odd_backslashes(s: &str) -> bool {
@@ -98,6 +116,14 @@ fn unescape(s: &str) -> String {
             Some('n') => out.push('\n'),
             Some('t') => out.push('\t'),
             Some('r') => out.push('\r'),
+            Some('f') => out.push('\u{c}'),
+            Some('u') => {
+                let hex: String = chars.by_ref().take(4).collect();
+                match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                    Some(ch) => out.push(ch),
+                    None => out.push_str(&hex),
+                }
+            }
             Some(other) => out.push(other),
             None => {}
         }
@@ -111,8 +137,10 @@ mod tests {
 
     #[test]
     fn java_syntax() {
-        let p = parse("# c\n! c\na=1\nb : 2\nc 3\nd=x\\\n  y\ne\\:f=g\nempty=\n", "t").unwrap();
-        assert_eq!(p.get("a"), Some("1"));
+        let p = parse("# c\n! c\na=1\nb : 2\nc 3\nd=x\\\n  y\ne\\:f=g\nempty=\nu=\\u00e9\na=2\n", "t").unwrap();
+        assert_eq!(p.get("u"), Some("é"));
+        assert_eq!(entries("a=1\na=2\n", "t").unwrap().len(), 2);
+        assert_eq!(p.get("a"), Some("2"));
         assert_eq!(p.get("b"), Some("2"));
         assert_eq!(p.get("c"), Some("3"));
         assert_eq!(p.get("d"), Some("xy"));
