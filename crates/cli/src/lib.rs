@@ -9,6 +9,7 @@
 //!
 //! This library holds only what the programs share: logging setup and runtime construction.
 
+use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`, or `warn` for interactive tools).
@@ -37,4 +38,20 @@ pub async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Splits a `key=value` command-line argument (`--property`, `--producer-property`, ...).
+pub fn split_kv(raw: &str, flag: &str) -> anyhow::Result<(String, String)> {
+    match raw.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => anyhow::bail!("{flag} expects key=value, got '{raw}'"),
+    }
+}
+
+/// A client properties file (`--producer.config`, `--consumer.config`), read with the same
+/// Java-properties parser as the servers' files; keys in file order.
+pub fn read_properties_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let entries = strom_keeper::properties::entries(&text, &path.display().to_string())?;
+    Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
 }

@@ -63,28 +63,6 @@ struct Args {
     skip_message_on_error: bool,
 }
 
-fn split_kv(raw: &str, flag: &str) -> anyhow::Result<(String, String)> {
-    match raw.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => bail!("{flag} expects key=value, got '{raw}'"),
-    }
-}
-
-fn read_properties_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let (k, v) =
-            line.split_once(['=', ':']).with_context(|| format!("{}:{}: expected key=value", path.display(), n + 1))?;
-        out.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
-    Ok(out)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     strom_cli::init_logging("warn");
@@ -145,7 +123,7 @@ fn start_offset(args: &Args) -> anyhow::Result<StartOffset> {
 async fn run(args: Args, processed: &mut u64) -> anyhow::Result<()> {
     let start = start_offset(&args)?;
     let props: HashMap<String, String> =
-        args.property.iter().map(|p| split_kv(p, "--property")).collect::<Result<_, _>>()?;
+        args.property.iter().map(|p| strom_cli::split_kv(p, "--property")).collect::<Result<_, _>>()?;
     let formatter = Formatter::from_properties(&props).map_err(anyhow::Error::msg)?;
 
     let mut client_cfg = ClientConfig::new(&args.bootstrap_server);
@@ -154,10 +132,10 @@ async fn run(args: Args, processed: &mut u64) -> anyhow::Result<()> {
     cfg.set("isolation.level", &args.isolation_level)?;
     let mut consumer_props = Vec::new();
     if let Some(path) = &args.consumer_config {
-        consumer_props.extend(read_properties_file(path)?);
+        consumer_props.extend(strom_cli::read_properties_file(path)?);
     }
     for raw in &args.consumer_property {
-        consumer_props.push(split_kv(raw, "--consumer-property")?);
+        consumer_props.push(strom_cli::split_kv(raw, "--consumer-property")?);
     }
     for (k, v) in &consumer_props {
         match k.as_str() {

@@ -62,29 +62,6 @@ struct Args {
     request_timeout_ms: Option<u64>,
 }
 
-fn split_kv(raw: &str, flag: &str) -> anyhow::Result<(String, String)> {
-    match raw.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => bail!("{flag} expects key=value, got '{raw}'"),
-    }
-}
-
-/// Java-properties style `key=value` lines (comments and blank lines skipped).
-fn read_properties_file(path: &std::path::Path) -> anyhow::Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let (k, v) =
-            line.split_once(['=', ':']).with_context(|| format!("{}:{}: expected key=value", path.display(), n + 1))?;
-        out.push((k.trim().to_owned(), v.trim().to_owned()));
-    }
-    Ok(out)
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     strom_cli::init_logging("warn");
@@ -121,10 +98,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut props = Vec::new();
     if let Some(path) = &args.producer_config {
-        props.extend(read_properties_file(path)?);
+        props.extend(strom_cli::read_properties_file(path)?);
     }
     for raw in &args.producer_property {
-        props.push(split_kv(raw, "--producer-property")?);
+        props.push(strom_cli::split_kv(raw, "--producer-property")?);
     }
     for (k, v) in &props {
         match k.as_str() {
@@ -139,7 +116,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let reader_props: HashMap<String, String> =
-        args.property.iter().map(|p| split_kv(p, "--property")).collect::<Result<_, _>>()?;
+        args.property.iter().map(|p| strom_cli::split_kv(p, "--property")).collect::<Result<_, _>>()?;
     let reader = LineReader::from_properties(&reader_props).map_err(anyhow::Error::msg)?;
 
     let client = Client::connect(client_cfg).await?;

@@ -63,17 +63,7 @@ async fn main() -> ExitCode {
 fn properties(args: &Args) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     if let Some(path) = &args.producer_config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let (k, v) = line
-                .split_once(['=', ':'])
-                .with_context(|| format!("{}:{}: expected key=value", path.display(), n + 1))?;
-            out.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
+        out.extend(strom_cli::read_properties_file(path)?);
     }
     for raw in &args.producer_props {
         match raw.split_once('=') {
