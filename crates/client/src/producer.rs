@@ -188,6 +188,13 @@ struct OpenBatch {
     done: watch::Sender<Outcome>,
 }
 
+impl OpenBatch {
+    /// Seals the batch for sending to `topic`/`partition`.
+    fn close(self, topic: Arc<str>, partition: i32) -> ClosedBatch {
+        ClosedBatch { topic, partition, records: self.records, bytes: self.bytes, done: self.done }
+    }
+}
+
 struct ClosedBatch {
     topic: Arc<str>,
     partition: i32,
@@ -338,13 +345,7 @@ impl Producer {
                         state.sticky = (state.sticky + 1) % state.num_partitions as i32;
                     }
                     acc.ready_bytes += full.bytes;
-                    acc.ready.push(ClosedBatch {
-                        topic: state.name.clone(),
-                        partition,
-                        records: full.records,
-                        bytes: full.bytes,
-                        done: full.done,
-                    });
+                    acc.ready.push(full.close(state.name.clone(), partition));
                 }
             }
             (delivery, acc.ready_bytes)
@@ -371,13 +372,7 @@ impl Producer {
             for state in acc.topics.values_mut() {
                 for (partition, b) in state.open.drain() {
                     acc.ready_bytes += b.bytes;
-                    acc.ready.push(ClosedBatch {
-                        topic: state.name.clone(),
-                        partition,
-                        records: b.records,
-                        bytes: b.bytes,
-                        done: b.done,
-                    });
+                    acc.ready.push(b.close(state.name.clone(), partition));
                 }
             }
         }
@@ -453,13 +448,7 @@ impl Inner {
             for partition in expired {
                 if let Some(b) = state.open.remove(&partition) {
                     acc.ready_bytes += b.bytes;
-                    acc.ready.push(ClosedBatch {
-                        topic: state.name.clone(),
-                        partition,
-                        records: b.records,
-                        bytes: b.bytes,
-                        done: b.done,
-                    });
+                    acc.ready.push(b.close(state.name.clone(), partition));
                 }
             }
         }
