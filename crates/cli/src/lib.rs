@@ -55,3 +55,14 @@ pub fn read_properties_file(path: &std::path::Path) -> anyhow::Result<Vec<(Strin
     let entries = strom_keeper::properties::entries(&text, &path.display().to_string())?;
     Ok(entries.into_iter().map(|e| (e.key, e.value)).collect())
 }
+
+/// A tool's exit status: its error on stderr as `ERROR …` (Kafka's tools' style) and 1.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ERROR {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

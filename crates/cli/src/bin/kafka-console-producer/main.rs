@@ -65,13 +65,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     strom_cli::init_logging("warn");
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ERROR {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    strom_cli::exit_code(run(Args::parse()).await)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {

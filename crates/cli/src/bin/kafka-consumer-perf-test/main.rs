@@ -54,13 +54,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     strom_cli::init_logging("warn");
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ERROR {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    strom_cli::exit_code(run(Args::parse()).await)
 }
 
 /// `yyyy-MM-dd HH:mm:ss:SSS` in UTC (Kafka's default date format).

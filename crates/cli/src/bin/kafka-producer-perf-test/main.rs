@@ -51,13 +51,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     strom_cli::init_logging("warn");
-    match run(Args::parse()).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("ERROR {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    strom_cli::exit_code(run(Args::parse()).await)
 }
 
 fn properties(args: &Args) -> anyhow::Result<Vec<(String, String)>> {
