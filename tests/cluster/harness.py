@@ -311,6 +311,23 @@ class StromCluster:
             self.wait_isr(topic, p, lambda isr: sorted(isr) == sorted(self.live_ids()) and len(isr) == len(BROKER_IDS),
                           "all three brokers", timeout=timeout)
 
+    def lead_alone(self, topic, partition, broker_id):
+        """Stops (SIGTERM) every other broker, followers first and the leader last, so that
+        `broker_id` (an ISR member) ends up the partition's only live replica and its leader.
+        Returns the stopped ids for `restart`."""
+        st = self.zk_state(topic, partition)
+        assert broker_id in st["isr"], f"broker {broker_id} is not in the ISR of {topic}-{partition}: {st}"
+        others = sorted((i for i in self.live_ids() if i != broker_id), key=lambda i: i == st["leader"])
+        for i in others:
+            self.terminate(i)
+            self.wait_isr(topic, partition, lambda isr, i=i: i not in isr, f"broker {i} out", timeout=FAILOVER_TIMEOUT)
+        self.wait_isr(topic, partition, lambda isr: isr == [broker_id], f"broker {broker_id} alone", timeout=FAILOVER_TIMEOUT)
+        assert self.leader(topic, partition) == broker_id
+        return others
+
+    def pid(self, broker_id):
+        return self.brokers[broker_id].process.proc.pid
+
     def partition_dirs(self, topic):
         """{broker id: [partition directory names of `topic`]} on every broker's disk."""
         out = {}
@@ -334,6 +351,26 @@ class StromCluster:
             for log in sorted(self.workdir.glob(f"broker-{i}.*.log")):
                 parts.append(f"--- broker {i} {log.name} tail ---\n{log.read_text(errors='replace')[-4000:]}")
         return "\n".join(parts)
+
+
+def produce(bootstrap, topic, values, partition=None, acks="all", timeout=30):
+    """Produces `values` (bytes) and returns [(partition, offset)], raising on any failed delivery."""
+    from confluent_kafka import Producer
+
+    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "enable.idempotence": acks == "all",
+                  "message.timeout.ms": int(timeout * 1000), "linger.ms": 5})
+    results, errors = [], []
+
+    def report(err, msg):
+        (errors if err else results).append(err or (msg.partition(), msg.offset()))
+
+    for v in values:
+        kwargs = {} if partition is None else {"partition": partition}
+        p.produce(topic, value=v, on_delivery=report, **kwargs)
+        p.poll(0)
+    left = p.flush(timeout + 5)
+    assert left == 0 and not errors, f"{left} undelivered, errors: {errors[:5]}"
+    return results
 
 
 def consume_all(bootstrap, topic, partitions, expected_total=None, timeout=60, isolation="read_committed"):

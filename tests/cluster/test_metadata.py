@@ -7,27 +7,7 @@ import subprocess
 import time
 from collections import Counter
 
-from .harness import BROKER_IDS, FAILOVER_TIMEOUT, binary, consume_all, wait_until
-
-
-def produce(bootstrap, topic, values, partition=None, acks="all", timeout=30):
-    """Produces `values` (bytes) and returns [(partition, offset)], raising on any failed delivery."""
-    from confluent_kafka import Producer
-
-    p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "enable.idempotence": acks == "all",
-                  "message.timeout.ms": int(timeout * 1000), "linger.ms": 5})
-    results, errors = [], []
-
-    def report(err, msg):
-        (errors if err else results).append(err or (msg.partition(), msg.offset()))
-
-    for v in values:
-        kwargs = {} if partition is None else {"partition": partition}
-        p.produce(topic, value=v, on_delivery=report, **kwargs)
-        p.poll(0)
-    left = p.flush(timeout + 5)
-    assert left == 0 and not errors, f"{left} undelivered, errors: {errors[:5]}"
-    return results
+from .harness import BROKER_IDS, FAILOVER_TIMEOUT, binary, consume_all, produce, wait_until
 
 
 DESCRIBE_LINE = re.compile(r"Topic: (\S+)\s+Partition: (\d+)\s+Leader: (-?\d+|none)\s+Replicas: ([\d,]*)\s+Isr: ([\d,]*)")

@@ -1,0 +1,132 @@
+"""Issue 5, tests 2-4: a stopped follower catches up and rejoins the ISR with the leader's data;
+a former leader truncates the divergent tail it took with acks=1; acks=all is refused with
+NOT_ENOUGH_REPLICAS while the ISR is below min.insync.replicas (2) and accepted once a broker
+returns."""
+import os
+import signal
+import time
+
+import pytest
+
+from .harness import BROKER_IDS, FAILOVER_TIMEOUT, REJOIN_TIMEOUT, consume_all, produce
+
+
+def history(cluster, topic, via=None):
+    """[(offset, value)] of partition 0, read up to its high watermark."""
+    bootstrap = cluster.bootstrap() if via is None else cluster.brokers[via].address
+    return [(o, v) for o, _, v in consume_all(bootstrap, topic, 1)[0]]
+
+
+def first_difference(got, expected):
+    for i in range(max(len(got), len(expected))):
+        g = got[i] if i < len(got) else None
+        e = expected[i] if i < len(expected) else None
+        if g != e:
+            return f"record {i}: got {g}, expected {e} ({len(got)} vs {len(expected)} records)"
+    return "none"
+
+
+def test_stopped_follower_catches_up_and_rejoins(cluster3, topic_name):
+    cluster3.create_topic(topic_name, 1, 3)
+    cluster3.wait_full_isr(topic_name, 1)
+    produce(cluster3.bootstrap(), topic_name, [f"a{i}".encode() for i in range(200)])
+    leader = cluster3.leader(topic_name, 0)
+    follower, other = [i for i in BROKER_IDS if i != leader]
+
+    cluster3.terminate(follower)
+    cluster3.wait_isr(topic_name, 0, lambda isr: follower not in isr, f"broker {follower} out", timeout=FAILOVER_TIMEOUT)
+    # Two in-sync replicas are enough for min.insync.replicas=2: writes go on without the follower.
+    acks = produce(cluster3.bootstrap(), topic_name, [f"b{i}".encode() for i in range(2000)])
+    assert [o for _, o in acks] == list(range(200, 2200))
+
+    cluster3.restart(follower)
+    started = time.monotonic()
+    cluster3.wait_isr(topic_name, 0, lambda isr: follower in isr, f"broker {follower} back", timeout=REJOIN_TIMEOUT)
+    print(f"broker {follower} rejoined the ISR {time.monotonic() - started:.2f}s after its restart")
+    expected = history(cluster3, topic_name)
+    assert len(expected) == 2200
+
+    # Read the follower's copy: with the other two gone it is the only replica, so it leads.
+    stopped = cluster3.lead_alone(topic_name, 0, follower)
+    assert set(stopped) == {leader, other}
+    assert history(cluster3, topic_name, via=follower) == expected
+
+
+def test_former_leader_truncates_divergent_tail(cluster3, topic_name):
+    cluster3.create_topic(topic_name, 1, 3)
+    cluster3.wait_full_isr(topic_name, 1)
+    base = [f"base{i}".encode() for i in range(100)]
+    produce(cluster3.bootstrap(), topic_name, base)
+    cluster3.wait_full_isr(topic_name, 1)  # every replica has fetched `base`
+    old_leader = cluster3.leader(topic_name, 0)
+    followers = [i for i in BROKER_IDS if i != old_leader]
+
+    # Freeze the followers so the acks=1 records reach the leader's log and no other; then the
+    # leader dies before anyone could copy them: its tail diverges from what comes next.
+    for f in followers:
+        os.kill(cluster3.pid(f), signal.SIGSTOP)
+    try:
+        tail = produce(cluster3.brokers[old_leader].address, topic_name,
+                       [f"tail{i}".encode() for i in range(50)], partition=0, acks="1")
+        assert [o for _, o in tail] == list(range(100, 150))
+        cluster3.kill9(old_leader)
+    finally:
+        for f in followers:
+            os.kill(cluster3.pid(f), signal.SIGCONT)
+    new_leader = cluster3.wait_leader_change(topic_name, 0, old_leader)
+    assert new_leader in followers
+    after = [f"new{i}".encode() for i in range(100)]
+    acks = produce(cluster3.bootstrap(), topic_name, after)
+    # The new leader never had the tail: its records take the same offsets.
+    assert [o for _, o in acks] == list(range(100, 200))
+
+    cluster3.restart(old_leader)
+    cluster3.wait_isr(topic_name, 0, lambda isr: sorted(isr) == list(BROKER_IDS), "the old leader back",
+                      timeout=REJOIN_TIMEOUT)
+    expected = list(enumerate(base + after))
+    assert history(cluster3, topic_name) == expected
+
+    # One history on every replica: each in turn becomes the only live replica and is read.
+    for b in BROKER_IDS:
+        stopped = cluster3.lead_alone(topic_name, 0, b)
+        got = history(cluster3, topic_name, via=b)
+        assert got == expected, f"broker {b} disagrees: {first_difference(got, expected)}"
+        for i in stopped:
+            cluster3.restart(i)
+        cluster3.wait_full_isr(topic_name, 1)
+
+
+def test_acks_all_refused_below_min_insync_replicas(cluster3, topic_name):
+    from kafka import KafkaProducer
+    from kafka.errors import NotEnoughReplicasError
+
+    cluster3.create_topic(topic_name, 1, 3)
+    cluster3.wait_full_isr(topic_name, 1)
+    leader = cluster3.leader(topic_name, 0)
+    others = [i for i in BROKER_IDS if i != leader]
+    for i in others:
+        cluster3.kill9(i)
+    cluster3.wait_isr(topic_name, 0, lambda isr: isr == [leader], "only the leader", timeout=FAILOVER_TIMEOUT)
+
+    def producer(acks):
+        # retries=0: the broker's error code reaches the caller instead of being retried away.
+        return KafkaProducer(bootstrap_servers=cluster3.brokers[leader].address, acks=acks, retries=0,
+                             request_timeout_ms=10000, max_block_ms=10000)
+
+    all_producer = producer("all")
+    one_producer = producer(1)
+    try:
+        with pytest.raises(NotEnoughReplicasError):
+            all_producer.send(topic_name, b"refused", partition=0).get(timeout=20)
+        # min.insync.replicas only governs acks=all.
+        assert one_producer.send(topic_name, b"acks=1", partition=0).get(timeout=20).offset == 0
+
+        cluster3.restart(others[0])
+        cluster3.wait_isr(topic_name, 0, lambda isr: sorted(isr) == sorted([leader, others[0]]), "two replicas",
+                          timeout=REJOIN_TIMEOUT)
+        meta = all_producer.send(topic_name, b"accepted", partition=0).get(timeout=20)
+        assert meta.offset == 1
+    finally:
+        all_producer.close(timeout=5)
+        one_producer.close(timeout=5)
+    assert [v for _, v in history(cluster3, topic_name)] == [b"acks=1", b"accepted"]
