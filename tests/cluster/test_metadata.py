@@ -91,7 +91,8 @@ def test_controller_failover(cluster3, topic_name):
 
 
 def test_rf1_partition_offline_while_its_broker_is_down(cluster3, topic_name):
-    cluster3.create_topic(topic_name, 3, 1)
+    # min.insync.replicas=1: the brokers' 2 would refuse every acks=all write to one replica.
+    cluster3.create_topic(topic_name, 3, 1, config={"min.insync.replicas": "1"})
     owner = {p: cluster3.leader(topic_name, p) for p in range(3)}
     assert sorted(owner.values()) == list(BROKER_IDS), owner
     victim = owner[0]
