@@ -4,6 +4,7 @@ NOT_ENOUGH_REPLICAS while the ISR is below min.insync.replicas (2) and accepted 
 returns."""
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -50,6 +51,32 @@ def test_stopped_follower_catches_up_and_rejoins(cluster3, topic_name):
     stopped = cluster3.lead_alone(topic_name, 0, follower)
     assert set(stopped) == {leader, other}
     assert history(cluster3, topic_name, via=follower) == expected
+
+
+def test_leader_sigterm_exits_promptly_and_hands_over(cluster3, topic_name):
+    """A clean shutdown of a partition leader whose followers are fetching from it: the broker
+    exits within a bound and, having closed its keeper session, loses its leadership at once
+    (no wait for the session timeout)."""
+    cluster3.create_topic(topic_name, 1, 3)
+    cluster3.wait_full_isr(topic_name, 1)
+    produce(cluster3.bootstrap(), topic_name, [f"s{i}".encode() for i in range(100)])
+    leader = cluster3.leader(topic_name, 0)
+    proc = cluster3.brokers[leader].process.proc
+    stopped_at = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"broker {leader}, leader of {topic_name}-0 with two fetching followers, "
+                    f"still running 15 s after SIGTERM")
+    finally:
+        cluster3.brokers[leader].kill9()
+    exited = time.monotonic() - stopped_at
+    new_leader = cluster3.wait_leader_change(topic_name, 0, leader)
+    moved = time.monotonic() - stopped_at
+    print(f"SIGTERM of leader {leader}: exited after {exited:.2f}s, {topic_name}-0 led by {new_leader} after {moved:.2f}s")
+    assert moved < 3.0, f"leadership moved {moved:.2f}s after a clean shutdown: the keeper session was not closed"
+    assert [v for _, v in history(cluster3, topic_name)] == [f"s{i}".encode() for i in range(100)]
 
 
 def test_former_leader_truncates_divergent_tail(cluster3, topic_name):
