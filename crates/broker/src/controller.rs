@@ -114,7 +114,9 @@ struct Wake {
 
 impl Wake {
     fn add(&mut self, ev: &WatchedEvent) {
-        if ev.path.starts_with(BROKER_IDS) && ev.path.len() > BROKER_IDS.len() && ev.event_type == EventType::NodeCreated
+        if ev.path.starts_with(BROKER_IDS)
+            && ev.path.len() > BROKER_IDS.len()
+            && ev.event_type == EventType::NodeCreated
         {
             self.registered = true;
         }
@@ -391,8 +393,13 @@ impl Controller {
         for (p, replicas) in replicas.iter().enumerate() {
             let p = p as i32;
             let current = crate::cluster::loader::load_partition_state(zk, topic, p).await?;
-            let decided =
-                decide_partition_state(current.as_ref().map(|(s, _)| s), replicas, live, self.epoch, self.settings.unclean);
+            let decided = decide_partition_state(
+                current.as_ref().map(|(s, _)| s),
+                replicas,
+                live,
+                self.epoch,
+                self.settings.unclean,
+            );
             let Some(next) = decided else { continue };
             let data = serde_json::to_vec(&next).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
             let path = partition_state_path(topic, p);

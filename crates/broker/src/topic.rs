@@ -436,9 +436,6 @@ mod tests {
         let safe = assign_replicas_for(&brokers, 3, 2, 0, 0, RackAwareMode::Safe).unwrap();
         assert_eq!(safe, assign_replicas(&[1, 2, 3], 3, 2, 0, 0));
         let none = vec![(2, None), (1, None)];
-        assert_eq!(
-            assign_replicas_for(&none, 2, 1, 0, 0, RackAwareMode::Enforced).unwrap(),
-            vec![vec![1], vec![2]]
-        );
+        assert_eq!(assign_replicas_for(&none, 2, 1, 0, 0, RackAwareMode::Enforced).unwrap(), vec![vec![1], vec![2]]);
     }
 }

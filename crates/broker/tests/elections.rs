@@ -23,9 +23,7 @@ fn name(s: &str) -> TopicName {
 fn elect(kind: i8, partitions: Option<Vec<(&str, Vec<i32>)>>) -> ElectLeadersRequest {
     ElectLeadersRequest::default().with_election_type(kind).with_timeout_ms(10_000).with_topic_partitions(
         partitions.map(|list| {
-            list.into_iter()
-                .map(|(t, ps)| TopicPartitions::default().with_topic(name(t)).with_partitions(ps))
-                .collect()
+            list.into_iter().map(|(t, ps)| TopicPartitions::default().with_topic(name(t)).with_partitions(ps)).collect()
         }),
     )
 }

@@ -138,7 +138,9 @@ async fn every_advertised_version_answers() {
                 ApiKey::ElectLeaders => {
                     // "vt" has one replica, which leads: nothing to elect, in every version.
                     let req = ElectLeadersRequest::default().with_timeout_ms(5000).with_topic_partitions(Some(vec![
-                        elect_leaders_request::TopicPartitions::default().with_topic(name("vt")).with_partitions(vec![0]),
+                        elect_leaders_request::TopicPartitions::default()
+                            .with_topic(name("vt"))
+                            .with_partitions(vec![0]),
                     ]));
                     let r = conn.call(v, &req).await;
                     let p = &r.replica_election_results[0].partition_result[0];

@@ -216,7 +216,10 @@ impl Controller {
         }
         let candidates = imbalanced(&partitions, live, self.settings.imbalance_percentage);
         if !candidates.is_empty() {
-            tracing::info!(partitions = candidates.len(), "leader imbalance above threshold; electing preferred leaders");
+            tracing::info!(
+                partitions = candidates.len(),
+                "leader imbalance above threshold; electing preferred leaders"
+            );
             self.elect(ElectionType::Preferred, &candidates, live).await?;
         }
         Ok(catching_up)
@@ -240,8 +243,10 @@ impl Controller {
                 let a = self.load_assignment(topic).await?;
                 assignments.insert(topic.clone(), a);
             }
-            let Some(replicas) =
-                assignments.get(topic).and_then(Option::as_ref).and_then(|a| usize::try_from(*p).ok().and_then(|i| a.get(i)))
+            let Some(replicas) = assignments
+                .get(topic)
+                .and_then(Option::as_ref)
+                .and_then(|a| usize::try_from(*p).ok().and_then(|i| a.get(i)))
             else {
                 tracing::info!(topic, partition = p, ?kind, "election for an unknown partition ignored");
                 continue;
@@ -350,9 +355,10 @@ mod tests {
 
     #[test]
     fn election_request_node_is_kafkas_format() {
-        let node: ElectionRequestNode =
-            serde_json::from_str(r#"{"version":1,"partitions":[{"topic":"t","partition":0},{"topic":"u","partition":3}]}"#)
-                .unwrap();
+        let node: ElectionRequestNode = serde_json::from_str(
+            r#"{"version":1,"partitions":[{"topic":"t","partition":0},{"topic":"u","partition":3}]}"#,
+        )
+        .unwrap();
         assert_eq!(node.partitions[1], ElectionRequestPartition { topic: "u".into(), partition: 3 });
         assert!(serde_json::from_str::<ElectionRequestNode>(r#"{"version":1}"#).is_err());
     }

@@ -29,7 +29,8 @@ pub async fn handle(
     req: ElectLeadersRequest,
 ) -> Result<Bytes, EncodeError> {
     // v0 has no election type: it is always a preferred election.
-    let kind = if meta.version == 0 { Some(ElectionType::Preferred) } else { ElectionType::from_wire(req.election_type) };
+    let kind =
+        if meta.version == 0 { Some(ElectionType::Preferred) } else { ElectionType::from_wire(req.election_type) };
     let Some(kind) = kind else {
         let resp = ElectLeadersResponse::default().with_error_code(ResponseError::InvalidRequest.code());
         return meta.respond(&resp);
@@ -117,7 +118,13 @@ enum Judged {
 }
 
 fn as_state(p: &PartitionMeta) -> PartitionState {
-    PartitionState { controller_epoch: 0, leader: p.leader, version: 1, leader_epoch: p.leader_epoch, isr: p.isr.clone() }
+    PartitionState {
+        controller_epoch: 0,
+        leader: p.leader,
+        version: 1,
+        leader_epoch: p.leader_epoch,
+        isr: p.isr.clone(),
+    }
 }
 
 fn live(snapshot: &ClusterSnapshot) -> BTreeSet<i32> {
@@ -125,10 +132,7 @@ fn live(snapshot: &ClusterSnapshot) -> BTreeSet<i32> {
 }
 
 fn unknown(topic: &str, partition: i32) -> Outcome {
-    (
-        ResponseError::UnknownTopicOrPartition.code(),
-        Some(format!("The partition {topic}-{partition} does not exist.")),
-    )
+    (ResponseError::UnknownTopicOrPartition.code(), Some(format!("The partition {topic}-{partition} does not exist.")))
 }
 
 /// The answer the cache gives before anything is asked of the controller.
@@ -171,7 +175,11 @@ fn not_available(kind: ElectionType, topic: &str, partition: i32, p: &PartitionM
 }
 
 /// After the request: the outcome once the cache shows the election done (or impossible).
-fn settled_after(snapshot: &ClusterSnapshot, kind: ElectionType, (topic, partition): &(String, i32)) -> Option<Outcome> {
+fn settled_after(
+    snapshot: &ClusterSnapshot,
+    kind: ElectionType,
+    (topic, partition): &(String, i32),
+) -> Option<Outcome> {
     let Some(p) = snapshot.partition(topic, *partition) else {
         return Some(unknown(topic, *partition));
     };

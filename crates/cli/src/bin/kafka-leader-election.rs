@@ -207,19 +207,32 @@ mod tests {
             "Missing required option(s): partition"
         );
         assert_eq!(
-            err(&["--bootstrap-server", "b:9092", "--election-type", "preferred", "--all-topic-partitions", "--partition", "1"]),
+            err(&[
+                "--bootstrap-server",
+                "b:9092",
+                "--election-type",
+                "preferred",
+                "--all-topic-partitions",
+                "--partition",
+                "1"
+            ]),
             "Option partition is only allowed if topic is used"
         );
-        assert!(err(&["--bootstrap-server", "b", "--election-type", "dirty", "--all-topic-partitions"]).contains("dirty"));
-        let ok = validate(&args(&["--bootstrap-server", "b:1", "--election-type", "UNCLEAN", "--all-topic-partitions"]));
+        assert!(
+            err(&["--bootstrap-server", "b", "--election-type", "dirty", "--all-topic-partitions"]).contains("dirty")
+        );
+        let ok =
+            validate(&args(&["--bootstrap-server", "b:1", "--election-type", "UNCLEAN", "--all-topic-partitions"]));
         assert_eq!(ok.unwrap().1, ElectionType::Unclean);
     }
 
     #[test]
     fn parses_kafkas_json_file() {
-        let parts = parse_election_file(r#"{"partitions":[{"topic":"foo","partition":1},{"topic":"bar","partition":2}]}"#);
+        let parts =
+            parse_election_file(r#"{"partitions":[{"topic":"foo","partition":1},{"topic":"bar","partition":2}]}"#);
         assert_eq!(parts.unwrap(), vec![("foo".to_string(), 1), ("bar".to_string(), 2)]);
-        let dup = parse_election_file(r#"{"partitions":[{"topic":"foo","partition":1},{"topic":"foo","partition":1}]}"#);
+        let dup =
+            parse_election_file(r#"{"partitions":[{"topic":"foo","partition":1},{"topic":"foo","partition":1}]}"#);
         assert_eq!(dup.unwrap_err().to_string(), "Replica election data contains duplicate partitions: foo-1");
         let missing = parse_election_file(r#"{"version":1}"#).unwrap_err().to_string();
         assert_eq!(missing, "Replica election data is missing \"partitions\" field");

@@ -234,7 +234,10 @@ mod tests {
             t.render_filtered(under, &live),
             "\tTopic: t\tPartition: 1\tLeader: 2\tReplicas: 2,1\tIsr: 2\n\tTopic: t\tPartition: 2\tLeader: none\tReplicas: 3\tIsr: \n"
         );
-        assert_eq!(t.render_filtered(unavailable, &live), "\tTopic: t\tPartition: 2\tLeader: none\tReplicas: 3\tIsr: \n");
+        assert_eq!(
+            t.render_filtered(unavailable, &live),
+            "\tTopic: t\tPartition: 2\tLeader: none\tReplicas: 3\tIsr: \n"
+        );
         // A leader whose broker is gone makes the partition unavailable too (Kafka's rule).
         let without_2: BTreeSet<i32> = [1, 3].into();
         assert_eq!(
