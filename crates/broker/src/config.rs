@@ -82,6 +82,11 @@ pub struct BrokerConfig {
     pub unclean_leader_election_enable: bool,
     pub broker_rack: Option<String>,
     pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often the controller checks the balance.
+    pub leader_imbalance_check_interval: Duration,
+    /// `leader.imbalance.per.broker.percentage`: the imbalance a broker tolerates before the
+    /// controller moves leadership back to it.
+    pub leader_imbalance_per_broker_percentage: u32,
     pub num_replica_fetchers: u32,
     pub replica_fetch_max_bytes: usize,
     pub replica_fetch_response_max_bytes: usize,
@@ -128,6 +133,8 @@ impl Default for BrokerConfig {
             unclean_leader_election_enable: false,
             broker_rack: None,
             auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
+            leader_imbalance_per_broker_percentage: 10,
             num_replica_fetchers: 1,
             replica_fetch_max_bytes: 1_048_576,
             replica_fetch_response_max_bytes: 10_485_760,
@@ -243,6 +250,12 @@ impl BrokerConfig {
                 "unclean.leader.election.enable" => cfg.unclean_leader_election_enable = prop.parse_bool()?,
                 "broker.rack" => cfg.broker_rack = (!prop.value.is_empty()).then(|| prop.value.clone()),
                 "auto.leader.rebalance.enable" => cfg.auto_leader_rebalance_enable = prop.parse_bool()?,
+                "leader.imbalance.check.interval.seconds" => {
+                    cfg.leader_imbalance_check_interval = Duration::from_secs(prop.parse_int(1, i64::MAX)? as u64)
+                }
+                "leader.imbalance.per.broker.percentage" => {
+                    cfg.leader_imbalance_per_broker_percentage = prop.parse_int(0, 100)? as u32
+                }
                 "num.replica.fetchers" => cfg.num_replica_fetchers = prop.parse_int(1, u32::MAX as i64)? as u32,
                 "replica.fetch.max.bytes" => cfg.replica_fetch_max_bytes = prop.parse_int(0, i32::MAX as i64)? as usize,
                 "replica.fetch.response.max.bytes" => {
