@@ -5,8 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
+use crate::cleaner::CleanerConfig;
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
 use crate::log::{now_ms, PartitionLog};
@@ -51,6 +54,44 @@ pub struct LogManager {
     dirs: Vec<PathBuf>,
     default_config: LogConfig,
     logs: RwLock<LogTable>,
+    /// The cleaner thread started by [`LogManager::start_cleaner`], stopped by `shutdown`.
+    cleaner: Mutex<Option<CleanerHandle>>,
+}
+
+/// The running log cleaner thread. Dropping the handle stops it (and waits for the round in
+/// progress, so no cleaning runs after the logs are closed).
+#[derive(Debug)]
+pub struct CleanerHandle {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CleanerHandle {
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let (flag, cvar) = &*self.stop;
+        *ignore_poison(flag.lock()) = true;
+        cvar.notify_all();
+        if let Some(t) = self.thread.take() {
+            // The thread itself may drop the last reference to the manager.
+            if t.thread().id() == std::thread::current().id() {
+                return;
+            }
+            if t.join().is_err() {
+                tracing::error!("log cleaner thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for CleanerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
 }
 
 impl std::fmt::Debug for LogManager {
@@ -170,7 +211,7 @@ impl LogManager {
             logs.insert(key, Arc::new(log));
         }
         tracing::info!(partitions = logs.len(), "loaded partition logs");
-        Ok(Self { dirs: dirs.to_vec(), default_config: default, logs: RwLock::new(logs) })
+        Ok(Self { dirs: dirs.to_vec(), default_config: default, logs: RwLock::new(logs), cleaner: Mutex::new(None) })
     }
 
     fn read_logs(&self) -> std::sync::RwLockReadGuard<'_, LogTable> {
@@ -248,8 +289,60 @@ impl LogManager {
         }
     }
 
+    /// One cleaner pass over every compacted log that is due (see [`PartitionLog::clean`]);
+    /// returns how many logs were cleaned. Errors are logged per partition.
+    pub fn clean_all(&self, now_ms: i64, config: &CleanerConfig) -> usize {
+        let mut cleaned = 0;
+        for ((topic, partition), log) in self.all() {
+            match log.clean(now_ms, config) {
+                Ok(Some(_)) => cleaned += 1,
+                Ok(None) | Err(LogError::Deleted(_)) => {}
+                Err(e) => tracing::warn!(%topic, partition, error = %e, "log cleaning failed"),
+            }
+        }
+        cleaned
+    }
+
+    /// Starts Kafka's log cleaner on its own thread (cleaning is CPU and disk work that must
+    /// stay off the async workers): a pass over all logs, then `backoff_ms` of sleep when no
+    /// log was due. A no-op with `enable = false` or when already running.
+    pub fn start_cleaner(self: &Arc<Self>, config: CleanerConfig) -> Result<(), LogError> {
+        let mut slot = ignore_poison(self.cleaner.lock());
+        if !config.enable || slot.is_some() {
+            return Ok(());
+        }
+        let backoff_ms = config.backoff_ms;
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let manager = Arc::downgrade(self);
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("log-cleaner".into())
+            .spawn(move || {
+                let (flag, cvar) = &*stop2;
+                loop {
+                    let Some(m) = manager.upgrade() else { return };
+                    let cleaned = m.clean_all(now_ms(), &config);
+                    drop(m);
+                    let wait = if cleaned > 0 { Duration::ZERO } else { Duration::from_millis(config.backoff_ms) };
+                    let stopped = ignore_poison(flag.lock());
+                    let (stopped, _) = ignore_poison(cvar.wait_timeout_while(stopped, wait, |s| !*s));
+                    if *stopped {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| LogError::Io("starting the log cleaner thread".into(), e))?;
+        *slot = Some(CleanerHandle { stop, thread: Some(thread) });
+        tracing::info!(backoff_ms, "log cleaner started");
+        Ok(())
+    }
+
     /// Flushes and checkpoints every log; returns the first error after trying them all.
+    /// Stops the cleaner first.
     pub fn shutdown(&self) -> Result<(), LogError> {
+        if let Some(handle) = ignore_poison(self.cleaner.lock()).take() {
+            handle.stop();
+        }
         let mut first_err = None;
         for ((topic, partition), log) in self.all() {
             if let Err(e) = log.close() {
