@@ -53,7 +53,8 @@ impl LogTable {
 pub struct LogManager {
     dirs: Vec<PathBuf>,
     default_config: LogConfig,
-    logs: RwLock<LogTable>,
+    /// Shared with the cleaner thread.
+    logs: Arc<RwLock<LogTable>>,
     /// The cleaner thread started by [`LogManager::start_cleaner`], stopped by `shutdown`.
     cleaner: Mutex<Option<CleanerHandle>>,
 }
@@ -77,10 +78,6 @@ impl CleanerHandle {
         *ignore_poison(flag.lock()) = true;
         cvar.notify_all();
         if let Some(t) = self.thread.take() {
-            // The thread itself may drop the last reference to the manager.
-            if t.thread().id() == std::thread::current().id() {
-                return;
-            }
             if t.join().is_err() {
                 tracing::error!("log cleaner thread panicked");
             }
@@ -171,6 +168,22 @@ fn ignore_poison<T>(r: std::sync::LockResult<T>) -> T {
     r.unwrap_or_else(|e| e.into_inner())
 }
 
+fn all_logs(table: &RwLock<LogTable>) -> Vec<((String, i32), Arc<PartitionLog>)> {
+    ignore_poison(table.read()).iter().map(|(t, p, log)| ((t.to_string(), p), Arc::clone(log))).collect()
+}
+
+fn clean_logs(table: &RwLock<LogTable>, now_ms: i64, config: &CleanerConfig) -> usize {
+    let mut cleaned = 0;
+    for ((topic, partition), log) in all_logs(table) {
+        match log.clean(now_ms, config) {
+            Ok(Some(_)) => cleaned += 1,
+            Ok(None) | Err(LogError::Deleted(_)) => {}
+            Err(e) => tracing::warn!(%topic, partition, error = %e, "log cleaning failed"),
+        }
+    }
+    cleaned
+}
+
 impl LogManager {
     /// Opens every `<topic>-<partition>` directory under `dirs` (creating missing dirs).
     /// Each log starts with `default`; the broker applies per-topic overrides with
@@ -211,7 +224,12 @@ impl LogManager {
             logs.insert(key, Arc::new(log));
         }
         tracing::info!(partitions = logs.len(), "loaded partition logs");
-        Ok(Self { dirs: dirs.to_vec(), default_config: default, logs: RwLock::new(logs), cleaner: Mutex::new(None) })
+        Ok(Self {
+            dirs: dirs.to_vec(),
+            default_config: default,
+            logs: Arc::new(RwLock::new(logs)),
+            cleaner: Mutex::new(None),
+        })
     }
 
     fn read_logs(&self) -> std::sync::RwLockReadGuard<'_, LogTable> {
@@ -270,7 +288,7 @@ impl LogManager {
     }
 
     pub fn all(&self) -> Vec<((String, i32), Arc<PartitionLog>)> {
-        self.read_logs().iter().map(|(t, p, log)| ((t.to_string(), p), Arc::clone(log))).collect()
+        all_logs(&self.logs)
     }
 
     /// Retention, time-based roll and flush policy across all logs; errors are logged per
@@ -292,37 +310,27 @@ impl LogManager {
     /// One cleaner pass over every compacted log that is due (see [`PartitionLog::clean`]);
     /// returns how many logs were cleaned. Errors are logged per partition.
     pub fn clean_all(&self, now_ms: i64, config: &CleanerConfig) -> usize {
-        let mut cleaned = 0;
-        for ((topic, partition), log) in self.all() {
-            match log.clean(now_ms, config) {
-                Ok(Some(_)) => cleaned += 1,
-                Ok(None) | Err(LogError::Deleted(_)) => {}
-                Err(e) => tracing::warn!(%topic, partition, error = %e, "log cleaning failed"),
-            }
-        }
-        cleaned
+        clean_logs(&self.logs, now_ms, config)
     }
 
     /// Starts Kafka's log cleaner on its own thread (cleaning is CPU and disk work that must
     /// stay off the async workers): a pass over all logs, then `backoff_ms` of sleep when no
     /// log was due. A no-op with `enable = false` or when already running.
-    pub fn start_cleaner(self: &Arc<Self>, config: CleanerConfig) -> Result<(), LogError> {
+    pub fn start_cleaner(&self, config: CleanerConfig) -> Result<(), LogError> {
         let mut slot = ignore_poison(self.cleaner.lock());
         if !config.enable || slot.is_some() {
             return Ok(());
         }
         let backoff_ms = config.backoff_ms;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let manager = Arc::downgrade(self);
+        let table = Arc::clone(&self.logs);
         let stop2 = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("log-cleaner".into())
             .spawn(move || {
                 let (flag, cvar) = &*stop2;
                 loop {
-                    let Some(m) = manager.upgrade() else { return };
-                    let cleaned = m.clean_all(now_ms(), &config);
-                    drop(m);
+                    let cleaned = clean_logs(&table, now_ms(), &config);
                     let wait = if cleaned > 0 { Duration::ZERO } else { Duration::from_millis(config.backoff_ms) };
                     let stopped = ignore_poison(flag.lock());
                     let (stopped, _) = ignore_poison(cvar.wait_timeout_while(stopped, wait, |s| !*s));
