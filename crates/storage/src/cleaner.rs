@@ -230,7 +230,7 @@ fn group_segments(segs: Vec<Arc<Segment>>, config: &LogConfig, end_offset: i64) 
         let last_offset = segs.get(i + 1).map_or(end_offset, |n| n.base_offset()) - 1;
         let fits = current.first().is_some_and(|first| {
             bytes + seg.size() <= max_bytes
-                && entries + seg.size() / interval + 1 <= MAX_OFFSET_ENTRIES as u64
+                && entries + seg.size() / interval < MAX_OFFSET_ENTRIES as u64
                 && last_offset - first.base_offset() <= i64::from(i32::MAX)
         });
         if !fits && !current.is_empty() {

@@ -225,14 +225,12 @@ pub(crate) fn delete_horizon(batch: &Batch<'_>) -> Option<i64> {
 pub mod testing {
     use super::*;
 
+    /// A record as `(key, value)`; `None` is null.
+    pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
     /// An offset-0 batch of `(key, value)` records (`None` value = tombstone) compressed with
     /// `codec`; producer fields as given (-1 for a non-idempotent producer).
-    pub fn keyed_batch(
-        records: &[(Option<&[u8]>, Option<&[u8]>)],
-        codec: u8,
-        base_timestamp: i64,
-        producer: (i64, i16, i32),
-    ) -> Vec<u8> {
+    pub fn keyed_batch(records: &[KeyValue<'_>], codec: u8, base_timestamp: i64, producer: (i64, i16, i32)) -> Vec<u8> {
         let mut section = Vec::new();
         let mut body = Vec::new();
         for (i, (k, v)) in records.iter().enumerate() {

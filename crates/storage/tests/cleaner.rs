@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use bytes::BytesMut;
-use strom_storage::records::testing::{decode_all, keyed_batch};
+use strom_storage::records::testing::{decode_all, keyed_batch, KeyValue};
 use strom_storage::{CleanerConfig, LogConfig, PartitionLog};
 
 const NOW: i64 = 1_800_000_000_000;
@@ -20,8 +20,7 @@ fn compact_config() -> LogConfig {
 type Rec = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 fn append(log: &PartitionLog, recs: &[(&str, Option<&str>)], codec: u8) -> i64 {
-    let owned: Vec<(Option<&[u8]>, Option<&[u8]>)> =
-        recs.iter().map(|(k, v)| (Some(k.as_bytes()), v.map(str::as_bytes))).collect();
+    let owned: Vec<KeyValue<'_>> = recs.iter().map(|(k, v)| (Some(k.as_bytes()), v.map(str::as_bytes))).collect();
     let bytes = keyed_batch(&owned, codec, NOW - 1000, (-1, -1, -1));
     log.append(BytesMut::from(&bytes[..]), 0).expect("append").first_offset
 }
@@ -156,15 +155,15 @@ fn tombstones_are_kept_for_delete_retention_then_removed() {
     let cleaner = CleanerConfig::default();
     log.clean_now(NOW, &cleaner).expect("clean");
     let m = latest_per_key(&read_all(&log));
-    assert_eq!(m.get(&b"key1".to_vec()).map(|(_, v)| v.clone()), Some(None), "tombstone kept for now");
+    assert_eq!(m.get(b"key1".as_slice()).map(|(_, v)| v.clone()), Some(None), "tombstone kept for now");
     // Not dirty, but the horizon has not passed either.
     assert!(log.clean(NOW + 5_000, &cleaner).expect("clean").is_none());
     // The horizon passed: the log is cleaned again although nothing is dirty.
     let stats = log.clean(NOW + 10_001, &cleaner).expect("clean");
     assert!(stats.is_some());
     let m = latest_per_key(&read_all(&log));
-    assert!(!m.contains_key(&b"key1".to_vec()), "tombstone removed after delete.retention.ms");
-    assert!(m.contains_key(&b"key2".to_vec()));
+    assert!(!m.contains_key(b"key1".as_slice()), "tombstone removed after delete.retention.ms");
+    assert!(m.contains_key(b"key2".as_slice()));
 }
 
 #[test]
