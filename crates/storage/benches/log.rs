@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use strom_storage::batch::testing::{build_batch, BatchSpec};
-use strom_storage::records::testing::keyed_batch;
+use strom_storage::records::testing::{keyed_batch, KeyValue};
 use strom_storage::{now_ms, CleanerConfig, LogConfig, PartitionLog};
 
 /// An uncompressed batch of about `target` bytes made of 100-byte records.
@@ -148,7 +148,7 @@ fn clean(c: &mut Criterion) {
             let mut n = 0u64;
             while (log.size_bytes() as usize) < LOG_BYTES {
                 let keys: Vec<String> = (0..100).map(|i| format!("key-{}", (n * 7919 + i * 13) % 10_000)).collect();
-                let recs: Vec<(Option<&[u8]>, Option<&[u8]>)> =
+                let recs: Vec<KeyValue<'_>> =
                     keys.iter().map(|k| (Some(k.as_bytes()), Some(value.as_slice()))).collect();
                 let batch = keyed_batch(&recs, codec, now_ms(), (-1, -1, -1));
                 log.append(BytesMut::from(&batch[..]), 0).expect("append");
