@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     files.sort();
     let fds = protox::compile(&files, [dir])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Replicated records travel as `Bytes`, so a fetched batch reaches the log without a copy.
+    tonic_prost_build::configure().bytes(".strom.replication.v1").compile_fds(fds)?;
     Ok(())
 }

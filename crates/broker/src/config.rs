@@ -84,6 +84,9 @@ pub struct BrokerConfig {
     pub auto_leader_rebalance_enable: bool,
     pub num_replica_fetchers: u32,
     pub replica_fetch_max_bytes: usize,
+    pub replica_fetch_response_max_bytes: usize,
+    pub replica_fetch_wait_max_ms: u64,
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
     pub num_network_threads: u32,
     pub num_io_threads: u32,
     pub compression_type: String,
@@ -141,6 +144,9 @@ impl Default for BrokerConfig {
             auto_leader_rebalance_enable: true,
             num_replica_fetchers: 1,
             replica_fetch_max_bytes: 1_048_576,
+            replica_fetch_response_max_bytes: 10_485_760,
+            replica_fetch_wait_max_ms: 500,
+            replica_high_watermark_checkpoint_interval_ms: 5000,
             num_network_threads: 3,
             num_io_threads: 8,
             compression_type: "producer".into(),
@@ -259,6 +265,13 @@ impl BrokerConfig {
                 "auto.leader.rebalance.enable" => cfg.auto_leader_rebalance_enable = prop.parse_bool()?,
                 "num.replica.fetchers" => cfg.num_replica_fetchers = prop.parse_int(1, u32::MAX as i64)? as u32,
                 "replica.fetch.max.bytes" => cfg.replica_fetch_max_bytes = prop.parse_int(0, i32::MAX as i64)? as usize,
+                "replica.fetch.response.max.bytes" => {
+                    cfg.replica_fetch_response_max_bytes = prop.parse_int(0, i32::MAX as i64)? as usize
+                }
+                "replica.fetch.wait.max.ms" => cfg.replica_fetch_wait_max_ms = prop.parse_int(0, 60_000)? as u64,
+                "replica.high.watermark.checkpoint.interval.ms" => {
+                    cfg.replica_high_watermark_checkpoint_interval_ms = prop.parse_int(1, i64::MAX)? as u64
+                }
                 "num.network.threads" => cfg.num_network_threads = prop.parse_int(1, u32::MAX as i64)? as u32,
                 "num.io.threads" => cfg.num_io_threads = prop.parse_int(1, u32::MAX as i64)? as u32,
                 "compression.type" => {

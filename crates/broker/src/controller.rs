@@ -16,6 +16,8 @@ use tokio::sync::broadcast;
 
 use crate::cluster::znodes::*;
 use crate::handlers::now_ms;
+use crate::replication::push;
+use strom_proto::replication::PartitionLeadership;
 
 /// Runs for the lifetime of one keeper session: campaigns for `/controller`, and while it
 /// holds it, reconciles on every relevant change. Resigns (and campaigns again) when the
@@ -161,11 +163,16 @@ impl Controller {
         for topic in &deleting {
             self.delete_topic(topic).await?;
         }
-        for topic in zk.get_children(BROKER_TOPICS, false).await? {
-            if deleting.contains(&topic) {
-                continue;
-            }
-            self.reconcile_topic(&topic, &live).await?;
+        let mut changed = Vec::new();
+        let topics: Vec<String> =
+            zk.get_children(BROKER_TOPICS, false).await?.into_iter().filter(|t| !deleting.contains(t)).collect();
+        let results = futures::future::join_all(topics.iter().map(|t| self.reconcile_topic(t, &live))).await;
+        for r in results {
+            changed.extend(r?);
+        }
+        if !changed.is_empty() {
+            let brokers = crate::cluster::loader::load_brokers(zk).await?;
+            push::send(&brokers, self.broker_id, self.epoch, &changed);
         }
         Ok(())
     }
@@ -196,18 +203,25 @@ impl Controller {
         Ok(())
     }
 
-    async fn reconcile_topic(&self, topic: &str, live: &BTreeSet<i32>) -> Result<(), KeeperError> {
+    /// Brings one topic's partition states in line; returns every state written (with the
+    /// partition's replicas) for the LeaderAndIsr push.
+    async fn reconcile_topic(
+        &self,
+        topic: &str,
+        live: &BTreeSet<i32>,
+    ) -> Result<Vec<(PartitionLeadership, Vec<i32>)>, KeeperError> {
+        let mut changed = Vec::new();
         let zk = &self.zk;
         let (data, stat) = match zk.get_data(&topic_path(topic), false).await {
             Ok(v) => v,
-            Err(KeeperError::NoNode) => return Ok(()),
+            Err(KeeperError::NoNode) => return Ok(changed),
             Err(e) => return Err(e),
         };
         let mut assignment: TopicAssignment = match serde_json::from_slice(&data) {
             Ok(a) => a,
             Err(e) => {
                 tracing::warn!(topic, error = %e, "unreadable topic assignment");
-                return Ok(());
+                return Ok(changed);
             }
         };
         if assignment.topic_uuid().is_none() {
@@ -221,35 +235,66 @@ impl Controller {
             }
         }
         let Some(replicas) = assignment.replicas() else {
-            return Ok(());
+            return Ok(changed);
         };
-        for (p, replicas) in replicas.iter().enumerate() {
-            let p = p as i32;
-            let current = crate::cluster::loader::load_partition_state(zk, topic, p).await?;
-            let decided =
-                decide_partition_state(current.as_ref().map(|(s, _)| s), replicas, live, self.epoch, self.unclean);
-            let Some(next) = decided else { continue };
-            let data = serde_json::to_vec(&next).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
-            let path = partition_state_path(topic, p);
-            let res = match current {
-                Some((_, version)) => zk.set_data(&path, &data, Some(version)).await.map(|_| ()),
-                None => zk.create_all(&path, &data, CreateMode::Persistent).await.map(|_| ()),
-            };
-            match res {
-                Ok(()) => tracing::info!(
+        // Partitions are independent: their reads and writes go to the keeper together
+        // (pipelined on the session), so a failover touching many partitions costs a few
+        // round trips, not one per partition.
+        let results = futures::future::join_all(
+            replicas.iter().enumerate().map(|(p, replicas)| self.reconcile_partition(topic, p as i32, replicas, live)),
+        )
+        .await;
+        for r in results {
+            if let Some(c) = r? {
+                changed.push(c);
+            }
+        }
+        Ok(changed)
+    }
+
+    async fn reconcile_partition(
+        &self,
+        topic: &str,
+        p: i32,
+        replicas: &[i32],
+        live: &BTreeSet<i32>,
+    ) -> Result<Option<(PartitionLeadership, Vec<i32>)>, KeeperError> {
+        let zk = &self.zk;
+        let current = crate::cluster::loader::load_partition_state(zk, topic, p).await?;
+        let decided =
+            decide_partition_state(current.as_ref().map(|(s, _)| s), replicas, live, self.epoch, self.unclean);
+        let Some(next) = decided else { return Ok(None) };
+        let data = serde_json::to_vec(&next).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
+        let path = partition_state_path(topic, p);
+        let res = match current {
+            Some((_, version)) => zk.set_data(&path, &data, Some(version)).await.map(|stat| stat.version),
+            None => zk.create_all(&path, &data, CreateMode::Persistent).await.map(|_| 0),
+        };
+        match res {
+            Ok(version) => {
+                tracing::info!(
                     topic,
                     partition = p,
                     leader = next.leader,
                     leader_epoch = next.leader_epoch,
                     isr = ?next.isr,
                     "partition state changed"
-                ),
-                // Someone changed it concurrently; the resulting event brings us back here.
-                Err(KeeperError::BadVersion | KeeperError::NodeExists) => {}
-                Err(e) => return Err(e),
+                );
+                let leadership = PartitionLeadership {
+                    topic: topic.to_string(),
+                    partition: p,
+                    leader: next.leader,
+                    leader_epoch: next.leader_epoch,
+                    isr: next.isr.clone(),
+                    replicas: replicas.to_vec(),
+                    zk_version: version,
+                };
+                Ok(Some((leadership, replicas.to_vec())))
             }
+            // Someone changed it concurrently; the resulting event brings us back here.
+            Err(KeeperError::BadVersion | KeeperError::NodeExists) => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(())
     }
 }
 

@@ -6,7 +6,10 @@
 //! - [`network`]: TCP listener and per-connection frame reading, pipelining, ordered replies.
 //! - [`protocol`]: the implemented API/version table and response framing.
 //! - [`handlers`]: one module per Kafka API, plus request dispatch and shared state.
-//! - [`replica`]: partitions hosted here — logs, leadership, high-watermark notifiers.
+//! - [`replica`]: partitions hosted here — logs, leadership, follower progress, ISR and
+//!   the high watermark.
+//! - [`replication`]: broker-to-broker gRPC on the Kafka port — the leader's fetch service,
+//!   the followers' fetchers, ISR writes, the controller's LeaderAndIsr push.
 //! - [`metadata`]: the cluster metadata cache (brokers, topics, partition states).
 //! - [`cluster`]: the keeper session — registration, watch-driven cache refresh,
 //!   reconnects, topic-admin writes; [`cluster::znodes`] holds the znode layout.
@@ -27,6 +30,7 @@ pub mod network;
 pub mod producer_ids;
 pub mod protocol;
 pub mod replica;
+pub mod replication;
 pub mod server;
 pub mod topic;
 

@@ -29,6 +29,9 @@ pub struct PartitionMeta {
     pub leader: i32,
     pub leader_epoch: i32,
     pub isr: Vec<i32>,
+    /// Version of the `state` znode this came from (-1 when there is none); orders two
+    /// states of the same leader epoch (ISR changes).
+    pub zk_version: i32,
 }
 
 /// A topic as recorded in the keeper.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use strom_storage::LogManager;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
@@ -19,6 +19,8 @@ use crate::metadata::MetadataCache;
 use crate::network;
 use crate::producer_ids::ProducerIds;
 use crate::replica::ReplicaManager;
+use crate::replication::fetcher::{FetchSettings, FetcherManager};
+use crate::replication::{self, ReplicationService};
 
 /// A running broker.
 pub struct Broker {
@@ -44,9 +46,26 @@ impl Broker {
             .map_err(|source| BrokerError::Storage { dirs: config.log_dirs.clone(), source })?;
         logs.start_cleaner(config.cleaner_config())
             .map_err(|source| BrokerError::Storage { dirs: config.log_dirs.clone(), source })?;
-        let replicas = Arc::new(ReplicaManager::new(config.broker_id, logs, log_config));
         let cache = Arc::new(MetadataCache::default());
+        let fetchers = Arc::new(FetcherManager::new(
+            FetchSettings {
+                broker_id: config.broker_id,
+                num_fetchers: config.num_replica_fetchers,
+                partition_max_bytes: u32::try_from(config.replica_fetch_max_bytes).unwrap_or(u32::MAX),
+                response_max_bytes: u32::try_from(config.replica_fetch_response_max_bytes).unwrap_or(u32::MAX),
+                max_wait: Duration::from_millis(config.replica_fetch_wait_max_ms),
+            },
+            cache.clone(),
+        ));
+        let replicas =
+            Arc::new(ReplicaManager::new(config.broker_id, logs, log_config, config.min_insync_replicas, fetchers));
+        // The replication service must answer before the first leadership arrives, so it
+        // starts ahead of the keeper session (which can make this broker a leader at once).
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (isr_tx, isr_rx) = mpsc::unbounded_channel();
+        let (grpc_tx, grpc_rx) = mpsc::channel(64);
+        let service = ReplicationService::new(replicas.clone(), cache.clone(), isr_tx);
+        let grpc = tokio::spawn(replication::serve(service, grpc_rx, shutdown_rx.clone()));
         let (cluster, cluster_task) = match Cluster::start(
             config.clone(),
             cache.clone(),
@@ -58,6 +77,7 @@ impl Broker {
         {
             Ok(v) => v,
             Err(e) => {
+                shutdown.send_replace(true);
                 if let Err(close) = replicas.shutdown() {
                     tracing::warn!(error = %close, "closing logs after failed start");
                 }
@@ -80,7 +100,19 @@ impl Broker {
             producer_ids: ProducerIds::default(),
             groups,
         });
-        let accept = tokio::spawn(network::accept_loop(listener, state.clone(), shutdown_rx.clone()));
+        let accept = tokio::spawn(network::accept_loop(listener, state.clone(), grpc_tx, shutdown_rx.clone()));
+        let isr = tokio::spawn(replication::isr::run(
+            state.cluster.clone(),
+            replicas.clone(),
+            Duration::from_millis(u64::try_from(state.config.replica_lag_time_max_ms).unwrap_or(u64::MAX)),
+            isr_rx,
+            shutdown_rx.clone(),
+        ));
+        let checkpoints = tokio::spawn(checkpoint_loop(
+            replicas.clone(),
+            Duration::from_millis(state.config.replica_high_watermark_checkpoint_interval_ms),
+            shutdown_rx.clone(),
+        ));
         let ticker = tokio::spawn(tick_loop(replicas, tick_every, shutdown_rx));
         tracing::info!(
             broker_id = state.config.broker_id,
@@ -94,7 +126,7 @@ impl Broker {
             state,
             shutdown,
             stopped: watch::channel(false).0,
-            tasks: Mutex::new(vec![accept, ticker, cluster_task.handle]),
+            tasks: Mutex::new(vec![accept, ticker, isr, checkpoints, grpc, cluster_task.handle]),
         })
     }
 
@@ -153,6 +185,25 @@ async fn tick_loop(replicas: Arc<ReplicaManager>, every: Duration, mut shutdown:
                 // Retention deletes files; keep that off the async workers.
                 if let Err(e) = tokio::task::spawn_blocking(move || replicas.tick(now_ms())).await {
                     tracing::warn!(error = %e, "log maintenance task failed");
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// Persists high watermarks every `replica.high.watermark.checkpoint.interval.ms`, so a
+/// restarted replica does not expose offsets that were never committed.
+async fn checkpoint_loop(replicas: Arc<ReplicaManager>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(every.max(Duration::from_millis(10)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {
+                let replicas = replicas.clone();
+                if let Err(e) = tokio::task::spawn_blocking(move || replicas.checkpoint_high_watermarks()).await {
+                    tracing::warn!(error = %e, "high watermark checkpoint task failed");
                 }
             }
             _ = shutdown.changed() => break,

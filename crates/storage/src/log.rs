@@ -550,6 +550,18 @@ impl PartitionLog {
         ignore_poison(self.epochs.lock()).end_offset_for(epoch, self.log_end_offset())
     }
 
+    /// A new leader stamps its epoch at its log end offset before taking writes (Kafka's
+    /// `maybeAssignEpochStartOffset`), so a returning follower from an older epoch learns
+    /// where its history stops matching even before any batch of the new epoch exists.
+    pub fn assign_epoch_start(&self, epoch: i32) -> Result<(), LogError> {
+        let _st = self.lock_append()?;
+        let mut epochs = ignore_poison(self.epochs.lock());
+        if epochs.assign(epoch, self.log_end_offset()) {
+            epochs.persist().ctx(|| format!("writing leader epochs in {}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+
     pub fn latest_epoch(&self) -> Option<i32> {
         ignore_poison(self.epochs.lock()).latest_epoch()
     }
@@ -560,6 +572,12 @@ impl PartitionLog {
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
         let mut st = self.lock_append()?;
         if offset >= self.log_end_offset() {
+            // No data goes, but an epoch this replica started as leader without writing in
+            // it must: the new leader's history decides what comes after `offset`.
+            let mut epochs = ignore_poison(self.epochs.lock());
+            if epochs.truncate_from_end(offset) {
+                epochs.persist().ctx(|| format!("writing leader epochs in {}", self.dir.display()))?;
+            }
             return Ok(());
         }
         let config = self.config();

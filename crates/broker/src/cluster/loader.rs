@@ -91,12 +91,20 @@ pub async fn load_topic(zk: &KeeperClient, name: &str) -> Result<Option<TopicMet
         tracing::warn!(topic = name, "topic assignment has non-contiguous partition ids; topic ignored");
         return Ok(None);
     };
+    // One pipelined burst of reads, not a round trip per partition.
+    let states = futures::future::join_all((0..replicas.len()).map(|p| load_partition_state(zk, name, p as i32))).await;
     let mut partitions = Vec::with_capacity(replicas.len());
-    for (p, replicas) in replicas.into_iter().enumerate() {
-        let state = load_partition_state(zk, name, p as i32).await?;
+    for (replicas, state) in replicas.into_iter().zip(states) {
+        let state = state?;
         partitions.push(match state {
-            Some((s, _)) => PartitionMeta { replicas, leader: s.leader, leader_epoch: s.leader_epoch, isr: s.isr },
-            None => PartitionMeta { replicas, leader: -1, leader_epoch: -1, isr: Vec::new() },
+            Some((s, version)) => PartitionMeta {
+                replicas,
+                leader: s.leader,
+                leader_epoch: s.leader_epoch,
+                isr: s.isr,
+                zk_version: version,
+            },
+            None => PartitionMeta { replicas, leader: -1, leader_epoch: -1, isr: Vec::new(), zk_version: -1 },
         });
     }
     let config = match zk.get_data(&topic_config_path(name), false).await {

@@ -364,10 +364,10 @@ impl Cluster {
                 Arc::make_mut(topic).deleting = flag;
             }
         }
-        self.cache.replace(snap);
-        let new = self.cache.snapshot();
+        // Partitions first, then the cache: once Metadata (or a CreateTopics waiting on the
+        // cache) shows this broker as leader, the partition is already served here.
         for name in &reload {
-            match new.topic(name) {
+            match snap.topic(name) {
                 Some(meta) => {
                     if old.topic(name).is_some_and(|o| o.id != meta.id && !o.id.is_nil() && !meta.id.is_nil()) {
                         // Deleted and re-created while we looked away: the old data must go.
@@ -386,6 +386,7 @@ impl Cluster {
                 None => {}
             }
         }
+        self.cache.replace(snap);
         Ok(())
     }
 }

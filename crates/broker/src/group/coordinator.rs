@@ -93,6 +93,27 @@ pub struct GroupDescription {
     pub members: Vec<(String, Option<String>, String, String, Bytes, Bytes)>,
 }
 
+/// Committed offsets appended to `__consumer_offsets`, not yet known to be replicated.
+pub struct CommitWait {
+    partition: Arc<Partition>,
+    required: i64,
+    leader_epoch: i32,
+}
+
+impl CommitWait {
+    /// Waits (bounded by `timeout`, Kafka's `offsets.commit.timeout.ms`) until the offsets
+    /// topic's ISR holds the commit; the error code for the whole commit otherwise, mapped
+    /// as Kafka's coordinator maps replication failures.
+    pub async fn wait(self, timeout: Duration) -> Result<(), i16> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        match self.partition.wait_for_hw(self.required, self.leader_epoch, deadline).await {
+            Ok(()) => Ok(()),
+            Err(crate::replica::ReplicationWaitError::NotLeader) => Err(code(ResponseError::NotCoordinator)),
+            Err(_) => Err(code(ResponseError::CoordinatorNotAvailable)),
+        }
+    }
+}
+
 /// A group with its timer's wake-up call.
 struct GroupCell {
     group: Mutex<Group>,
@@ -116,8 +137,9 @@ impl Shard {
         !*self.closed.borrow() && self.partition.is_leader() && self.partition.leader_epoch() == self.epoch
     }
 
-    /// Appends key/value records (a `None` value is a tombstone) as one batch.
-    fn append(&self, records: &[(Bytes, Option<Bytes>)]) -> Result<(), i16> {
+    /// Appends key/value records (a `None` value is a tombstone) as one batch; returns the
+    /// high watermark that makes them durable (their last offset + 1).
+    fn append(&self, records: &[(Bytes, Option<Bytes>)]) -> Result<i64, i16> {
         if !self.is_current() {
             return Err(code(ResponseError::NotCoordinator));
         }
@@ -148,9 +170,9 @@ impl Shard {
             return Err(code(ResponseError::UnknownServerError));
         }
         match self.partition.log.append(buf, self.epoch) {
-            Ok(_) => {
+            Ok(info) => {
                 self.partition.appended();
-                Ok(())
+                Ok(info.last_offset + 1)
             }
             Err(e) => {
                 tracing::warn!(partition = self.index, error = %e, "appending to __consumer_offsets failed");
@@ -176,7 +198,7 @@ impl Shard {
 impl Journal for Shard {
     fn store_group(&self, group: &Group) -> Result<(), i16> {
         let key = RecordKey::Group { group: group.id.clone() }.encode();
-        self.append(&[(key, Some(group.to_value().encode()))])
+        self.append(&[(key, Some(group.to_value().encode()))]).map(|_| ())
     }
 }
 
@@ -495,7 +517,8 @@ impl GroupCoordinator {
         Ok(codes)
     }
 
-    /// Handles OffsetCommit.
+    /// Handles OffsetCommit. The codes are final except where a [`CommitWait`] comes back:
+    /// then the records are appended and the answer waits for the offsets topic's ISR.
     pub fn commit(
         &self,
         group_id: &str,
@@ -503,9 +526,21 @@ impl GroupCoordinator {
         instance: Option<&str>,
         generation: i32,
         topics: Vec<(String, Vec<CommitEntry>)>,
-    ) -> TopicCodes {
-        let all = |e: i16, topics: &[(String, Vec<CommitEntry>)]| -> TopicCodes {
-            topics.iter().map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, e)).collect())).collect()
+    ) -> (TopicCodes, Option<CommitWait>) {
+        let (codes, wait) = self.commit_inner(group_id, member_id, instance, generation, topics);
+        (codes, wait)
+    }
+
+    fn commit_inner(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation: i32,
+        topics: Vec<(String, Vec<CommitEntry>)>,
+    ) -> (TopicCodes, Option<CommitWait>) {
+        let all = |e: i16, topics: &[(String, Vec<CommitEntry>)]| -> (TopicCodes, Option<CommitWait>) {
+            (topics.iter().map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, e)).collect())).collect(), None)
         };
         if group_id.is_empty() {
             return all(code(ResponseError::InvalidGroupId), &topics);
@@ -565,21 +600,23 @@ impl GroupCoordinator {
             out.push((topic, codes));
         }
         if records.is_empty() {
-            return out;
+            return (out, None);
         }
         match shard.append(&records) {
-            Ok(()) => {
+            Ok(required) => {
                 for (key, value, _, _) in staged {
                     g.offsets.insert(key, value);
                 }
+                let wait = CommitWait { partition: shard.partition.clone(), required, leader_epoch: shard.epoch };
+                (out, Some(wait))
             }
             Err(e) => {
                 for (_, _, t, p) in staged {
                     out[t].1[p].1 = e;
                 }
+                (out, None)
             }
         }
-        out
     }
 
     /// Handles one group of OffsetFetch: every committed partition when `topics` is `None`.
@@ -890,7 +927,9 @@ async fn load_shard(shard: Arc<Shard>) {
 /// Replays the partition: the last record per key wins, tombstones delete.
 fn read_groups(shard: &Shard) -> Result<HashMap<String, Group>, LogError> {
     let log = &shard.partition.log;
-    let end = shard.partition.high_watermark();
+    // Up to the log end, as Kafka does: a new leader's high watermark may still lag behind
+    // records its followers are about to confirm, and this log is the truth from now on.
+    let end = log.log_end_offset();
     let mut offset = log.log_start_offset();
     let mut values: HashMap<String, Option<GroupValue>> = HashMap::new();
     let mut offsets: HashMap<String, HashMap<(String, i32), OffsetValue>> = HashMap::new();

@@ -134,7 +134,7 @@ pub async fn dispatch(
     let reply = match api {
         ApiKey::Produce => {
             let req = decode!(ProduceRequest);
-            Reply::Now(produce::handle(&state, &meta, req).await?)
+            produce::handle(&state, &meta, req).await?
         }
         ApiKey::Fetch => {
             let req = decode!(FetchRequest);
@@ -194,7 +194,7 @@ pub async fn dispatch(
         }
         ApiKey::OffsetCommit => {
             let req = decode!(kafka_protocol::messages::OffsetCommitRequest);
-            Reply::Now(Some(offset_commit::handle(&state, &meta, req)?))
+            offset_commit::handle(&state, &meta, req)?
         }
         ApiKey::OffsetFetch => {
             let req = decode!(kafka_protocol::messages::OffsetFetchRequest);
