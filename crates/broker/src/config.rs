@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use strom_storage::LogConfig;
+use strom_storage::{CleanerConfig, LogConfig};
 use thiserror::Error;
 
 /// A problem with the broker's properties file.
@@ -96,6 +96,20 @@ pub struct BrokerConfig {
     pub num_io_threads: u32,
     pub compression_type: String,
     pub log_cleanup_policy: String,
+    /// `log.cleaner.enable`: run the log cleaner for `cleanup.policy=compact` topics.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: the cleaner's sleep when no log needs cleaning.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: memory for the cleaner's key → offset map.
+    pub log_cleaner_dedupe_buffer_size: usize,
+    /// `log.cleaner.delete.retention.ms`: default `delete.retention.ms`.
+    pub log_cleaner_delete_retention_ms: i64,
+    /// `log.cleaner.min.cleanable.ratio`: default `min.cleanable.dirty.ratio`.
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// `log.cleaner.min.compaction.lag.ms`: default `min.compaction.lag.ms`.
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets` at creation.
+    pub offsets_topic_segment_bytes: u64,
     /// Every key/value as written in the file (for DescribeConfigs' broker resource).
     pub raw: BTreeMap<String, String>,
 }
@@ -144,6 +158,13 @@ impl Default for BrokerConfig {
             num_io_threads: 8,
             compression_type: "producer".into(),
             log_cleanup_policy: "delete".into(),
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
+            log_cleaner_delete_retention_ms: DAY_MS,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_min_compaction_lag_ms: 0,
+            offsets_topic_segment_bytes: 104_857_600,
             raw: BTreeMap::new(),
         }
     }
@@ -164,7 +185,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "controlled.shutdown.enable",
     "zookeeper.set.acl",
     "queued.max.requests",
-    "log.cleaner.enable",
     "offsets.retention.minutes",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
@@ -282,6 +302,26 @@ impl BrokerConfig {
                     }
                     cfg.log_cleanup_policy = prop.value.clone();
                 }
+                "log.cleaner.enable" => cfg.log_cleaner_enable = prop.parse_bool()?,
+                "log.cleaner.backoff.ms" => cfg.log_cleaner_backoff_ms = prop.parse_int(0, i64::MAX)? as u64,
+                "log.cleaner.dedupe.buffer.size" => {
+                    cfg.log_cleaner_dedupe_buffer_size = prop.parse_int(1024, i64::MAX)? as usize
+                }
+                "log.cleaner.delete.retention.ms" => {
+                    cfg.log_cleaner_delete_retention_ms = prop.parse_int(0, i64::MAX)?
+                }
+                "log.cleaner.min.compaction.lag.ms" => {
+                    cfg.log_cleaner_min_compaction_lag_ms = prop.parse_int(0, i64::MAX)?
+                }
+                "log.cleaner.min.cleanable.ratio" => {
+                    cfg.log_cleaner_min_cleanable_ratio = match prop.value.trim().parse::<f64>() {
+                        Ok(r) if (0.0..=1.0).contains(&r) => r,
+                        _ => return Err(p("expected a number between 0 and 1")),
+                    }
+                }
+                "offsets.topic.segment.bytes" => {
+                    cfg.offsets_topic_segment_bytes = prop.parse_int(14, i32::MAX as i64)? as u64
+                }
                 k if ACCEPTED_UNUSED.contains(&k) => {}
                 k => tracing::warn!(key = k, line = prop.line, "unknown broker config key ignored"),
             }
@@ -340,6 +380,20 @@ impl BrokerConfig {
             flush_interval_messages: self.log_flush_interval_messages,
             flush_interval_ms: self.log_flush_interval_ms,
             max_message_bytes: self.message_max_bytes,
+            cleanup_delete: self.log_cleanup_policy.split(',').any(|p| p.trim() == "delete"),
+            cleanup_compact: self.log_cleanup_policy.split(',').any(|p| p.trim() == "compact"),
+            delete_retention_ms: self.log_cleaner_delete_retention_ms,
+            min_cleanable_dirty_ratio: self.log_cleaner_min_cleanable_ratio,
+            min_compaction_lag_ms: self.log_cleaner_min_compaction_lag_ms,
+        }
+    }
+
+    /// The log cleaner's broker-wide settings.
+    pub fn cleaner_config(&self) -> CleanerConfig {
+        CleanerConfig {
+            enable: self.log_cleaner_enable,
+            backoff_ms: self.log_cleaner_backoff_ms,
+            dedupe_buffer_size: self.log_cleaner_dedupe_buffer_size,
         }
     }
 }

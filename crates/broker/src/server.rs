@@ -47,6 +47,8 @@ impl Broker {
         let log_config = config.log_config();
         let logs = LogManager::open(&config.log_dirs, log_config.clone())
             .map_err(|source| BrokerError::Storage { dirs: config.log_dirs.clone(), source })?;
+        logs.start_cleaner(config.cleaner_config())
+            .map_err(|source| BrokerError::Storage { dirs: config.log_dirs.clone(), source })?;
         let cache = Arc::new(MetadataCache::default());
         let fetchers = Arc::new(FetcherManager::new(
             FetchSettings {

@@ -85,7 +85,9 @@ macro_rules! def {
 pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def!("cleanup.policy", List, Some("log.cleanup.policy"), |c| c.log_cleanup_policy.clone()),
     def!("compression.type", String, Some("compression.type"), |c| c.compression_type.clone()),
-    def!("delete.retention.ms", Long, Some("log.cleaner.delete.retention.ms"), |_| "86400000".into()),
+    def!("delete.retention.ms", Long, Some("log.cleaner.delete.retention.ms"), |c| c
+        .log_cleaner_delete_retention_ms
+        .to_string()),
     def!("file.delete.delay.ms", Long, Some("log.segment.delete.delay.ms"), |_| "60000".into()),
     def!("flush.messages", Long, Some("log.flush.interval.messages"), |c| c.log_flush_interval_messages.to_string()),
     def!("flush.ms", Long, Some("log.flush.interval.ms"), |c| c.log_flush_interval_ms.to_string()),
@@ -93,8 +95,12 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
     def!("max.compaction.lag.ms", Long, Some("log.cleaner.max.compaction.lag.ms"), |_| i64::MAX.to_string()),
     def!("max.message.bytes", Int, Some("message.max.bytes"), |c| c.message_max_bytes.to_string()),
     def!("message.timestamp.type", String, Some("log.message.timestamp.type"), |_| "CreateTime".into()),
-    def!("min.cleanable.dirty.ratio", Double, Some("log.cleaner.min.cleanable.ratio"), |_| "0.5".into()),
-    def!("min.compaction.lag.ms", Long, Some("log.cleaner.min.compaction.lag.ms"), |_| "0".into()),
+    def!("min.cleanable.dirty.ratio", Double, Some("log.cleaner.min.cleanable.ratio"), |c| c
+        .log_cleaner_min_cleanable_ratio
+        .to_string()),
+    def!("min.compaction.lag.ms", Long, Some("log.cleaner.min.compaction.lag.ms"), |c| c
+        .log_cleaner_min_compaction_lag_ms
+        .to_string()),
     def!("min.insync.replicas", Int, Some("min.insync.replicas"), |c| c.min_insync_replicas.to_string()),
     def!("preallocate", Boolean, Some("log.preallocate"), |_| "false".into()),
     def!("retention.bytes", Long, Some("log.retention.bytes"), |c| c.log_retention_bytes.to_string()),
@@ -158,6 +164,10 @@ pub fn apply_overrides(mut cfg: LogConfig, overrides: &BTreeMap<String, String>)
             "flush.messages" => set(&mut cfg.flush_interval_messages, v),
             "flush.ms" => set(&mut cfg.flush_interval_ms, v),
             "max.message.bytes" => set(&mut cfg.max_message_bytes, v),
+            "cleanup.policy" => cfg.set_cleanup_policy(v),
+            "delete.retention.ms" => set(&mut cfg.delete_retention_ms, v),
+            "min.cleanable.dirty.ratio" => set(&mut cfg.min_cleanable_dirty_ratio, v),
+            "min.compaction.lag.ms" => set(&mut cfg.min_compaction_lag_ms, v),
             _ => {}
         }
     }
