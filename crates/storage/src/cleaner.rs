@@ -376,6 +376,15 @@ impl PartitionLog {
         // The first uncleanable offset: the active segment, or the first dirty segment holding
         // records younger than min.compaction.lag.ms.
         let mut uncleanable = active.base_offset();
+        // Nor above the high watermark (its last checkpoint, which trails the live value):
+        // a replica may still truncate what is not committed, and a cleaned segment cannot
+        // be truncated into. Rounded down to the segment holding it.
+        if let Some(hw) = self.high_watermark_checkpoint() {
+            let holding = sealed.iter().rev().find(|s| s.base_offset() <= hw).map_or(i64::MIN, |s| s.base_offset());
+            if holding < uncleanable && sealed.iter().any(|s| s.base_offset() <= hw && s.next_offset() > hw) {
+                uncleanable = holding;
+            }
+        }
         if config.min_compaction_lag_ms > 0 {
             let young = sealed.iter().find(|s| {
                 s.next_offset() > first_dirty
