@@ -31,6 +31,7 @@ programs=(
     kafka-server-start
     zookeeper-shell
     kafka-topics
+    kafka-leader-election
     kafka-console-producer
     kafka-console-consumer
     kafka-producer-perf-test

@@ -33,6 +33,7 @@ programs=(
     zookeeper-shell
     kafka-server-start
     kafka-topics
+    kafka-leader-election
     kafka-console-producer
     kafka-console-consumer
     kafka-producer-perf-test

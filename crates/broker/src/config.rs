@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use strom_storage::LogConfig;
+use strom_storage::{CleanerConfig, LogConfig};
 use thiserror::Error;
 
 /// A problem with the broker's properties file.
@@ -82,6 +82,11 @@ pub struct BrokerConfig {
     pub unclean_leader_election_enable: bool,
     pub broker_rack: Option<String>,
     pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`: how often the controller checks the balance.
+    pub leader_imbalance_check_interval: Duration,
+    /// `leader.imbalance.per.broker.percentage`: the imbalance a broker tolerates before the
+    /// controller moves leadership back to it.
+    pub leader_imbalance_per_broker_percentage: u32,
     pub num_replica_fetchers: u32,
     pub replica_fetch_max_bytes: usize,
     pub replica_fetch_response_max_bytes: usize,
@@ -91,6 +96,20 @@ pub struct BrokerConfig {
     pub num_io_threads: u32,
     pub compression_type: String,
     pub log_cleanup_policy: String,
+    /// `log.cleaner.enable`: run the log cleaner for `cleanup.policy=compact` topics.
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.backoff.ms`: the cleaner's sleep when no log needs cleaning.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.dedupe.buffer.size`: memory for the cleaner's key → offset map.
+    pub log_cleaner_dedupe_buffer_size: usize,
+    /// `log.cleaner.delete.retention.ms`: default `delete.retention.ms`.
+    pub log_cleaner_delete_retention_ms: i64,
+    /// `log.cleaner.min.cleanable.ratio`: default `min.cleanable.dirty.ratio`.
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// `log.cleaner.min.compaction.lag.ms`: default `min.compaction.lag.ms`.
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// `offsets.topic.segment.bytes`: `segment.bytes` of `__consumer_offsets` at creation.
+    pub offsets_topic_segment_bytes: u64,
     /// Every key/value as written in the file (for DescribeConfigs' broker resource).
     pub raw: BTreeMap<String, String>,
 }
@@ -128,6 +147,8 @@ impl Default for BrokerConfig {
             unclean_leader_election_enable: false,
             broker_rack: None,
             auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval: Duration::from_secs(300),
+            leader_imbalance_per_broker_percentage: 10,
             num_replica_fetchers: 1,
             replica_fetch_max_bytes: 1_048_576,
             replica_fetch_response_max_bytes: 10_485_760,
@@ -137,6 +158,13 @@ impl Default for BrokerConfig {
             num_io_threads: 8,
             compression_type: "producer".into(),
             log_cleanup_policy: "delete".into(),
+            log_cleaner_enable: true,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_dedupe_buffer_size: 128 * 1024 * 1024,
+            log_cleaner_delete_retention_ms: DAY_MS,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_min_compaction_lag_ms: 0,
+            offsets_topic_segment_bytes: 104_857_600,
             raw: BTreeMap::new(),
         }
     }
@@ -157,7 +185,6 @@ const ACCEPTED_UNUSED: &[&str] = &[
     "controlled.shutdown.enable",
     "zookeeper.set.acl",
     "queued.max.requests",
-    "log.cleaner.enable",
     "offsets.retention.minutes",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
@@ -243,6 +270,12 @@ impl BrokerConfig {
                 "unclean.leader.election.enable" => cfg.unclean_leader_election_enable = prop.parse_bool()?,
                 "broker.rack" => cfg.broker_rack = (!prop.value.is_empty()).then(|| prop.value.clone()),
                 "auto.leader.rebalance.enable" => cfg.auto_leader_rebalance_enable = prop.parse_bool()?,
+                "leader.imbalance.check.interval.seconds" => {
+                    cfg.leader_imbalance_check_interval = Duration::from_secs(prop.parse_int(1, i64::MAX)? as u64)
+                }
+                "leader.imbalance.per.broker.percentage" => {
+                    cfg.leader_imbalance_per_broker_percentage = prop.parse_int(0, 100)? as u32
+                }
                 "num.replica.fetchers" => cfg.num_replica_fetchers = prop.parse_int(1, u32::MAX as i64)? as u32,
                 "replica.fetch.max.bytes" => cfg.replica_fetch_max_bytes = prop.parse_int(0, i32::MAX as i64)? as usize,
                 "replica.fetch.response.max.bytes" => {
@@ -268,6 +301,26 @@ impl BrokerConfig {
                         }
                     }
                     cfg.log_cleanup_policy = prop.value.clone();
+                }
+                "log.cleaner.enable" => cfg.log_cleaner_enable = prop.parse_bool()?,
+                "log.cleaner.backoff.ms" => cfg.log_cleaner_backoff_ms = prop.parse_int(0, i64::MAX)? as u64,
+                "log.cleaner.dedupe.buffer.size" => {
+                    cfg.log_cleaner_dedupe_buffer_size = prop.parse_int(1024, i64::MAX)? as usize
+                }
+                "log.cleaner.delete.retention.ms" => {
+                    cfg.log_cleaner_delete_retention_ms = prop.parse_int(0, i64::MAX)?
+                }
+                "log.cleaner.min.compaction.lag.ms" => {
+                    cfg.log_cleaner_min_compaction_lag_ms = prop.parse_int(0, i64::MAX)?
+                }
+                "log.cleaner.min.cleanable.ratio" => {
+                    cfg.log_cleaner_min_cleanable_ratio = match prop.value.trim().parse::<f64>() {
+                        Ok(r) if (0.0..=1.0).contains(&r) => r,
+                        _ => return Err(p("expected a number between 0 and 1")),
+                    }
+                }
+                "offsets.topic.segment.bytes" => {
+                    cfg.offsets_topic_segment_bytes = prop.parse_int(14, i32::MAX as i64)? as u64
                 }
                 k if ACCEPTED_UNUSED.contains(&k) => {}
                 k => tracing::warn!(key = k, line = prop.line, "unknown broker config key ignored"),
@@ -327,6 +380,20 @@ impl BrokerConfig {
             flush_interval_messages: self.log_flush_interval_messages,
             flush_interval_ms: self.log_flush_interval_ms,
             max_message_bytes: self.message_max_bytes,
+            cleanup_delete: self.log_cleanup_policy.split(',').any(|p| p.trim() == "delete"),
+            cleanup_compact: self.log_cleanup_policy.split(',').any(|p| p.trim() == "compact"),
+            delete_retention_ms: self.log_cleaner_delete_retention_ms,
+            min_cleanable_dirty_ratio: self.log_cleaner_min_cleanable_ratio,
+            min_compaction_lag_ms: self.log_cleaner_min_compaction_lag_ms,
+        }
+    }
+
+    /// The log cleaner's broker-wide settings.
+    pub fn cleaner_config(&self) -> CleanerConfig {
+        CleanerConfig {
+            enable: self.log_cleaner_enable,
+            backoff_ms: self.log_cleaner_backoff_ms,
+            dedupe_buffer_size: self.log_cleaner_dedupe_buffer_size,
         }
     }
 }

@@ -4,25 +4,81 @@
 //! It reacts to changes under `/brokers/ids`, `/brokers/topics` and `/admin/delete_topics`:
 //! creates `state` znodes for new partitions, re-elects leaders whose broker died, removes
 //! dead brokers from ISRs, gives topics without one a topic id, and carries out deletions.
-//! Every leadership decision is made by [`decide_partition_state`]; writes are version
+//! Every leadership decision is made by [`decide_partition_state`] (failover) or the
+//! functions of [`election`] (preferred and requested unclean elections); writes are version
 //! checked so a stale controller cannot overwrite a newer state.
+//!
+//! With `auto.leader.rebalance.enable` the controller also moves leadership back to preferred
+//! replicas: every `leader.imbalance.check.interval.seconds`, and a few seconds after a broker
+//! registers (re-checking while a returning preferred replica is still catching up), when a
+//! broker's share of partitions it prefers but does not lead exceeds
+//! `leader.imbalance.per.broker.percentage`.
+
+pub mod election;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use strom_keeper::client::KeeperClient;
-use strom_keeper::{CreateMode, EventType, KeeperError, Op, WatchedEvent};
+use strom_keeper::{AddWatchMode, CreateMode, EventType, KeeperError, Op, WatchedEvent};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 
 use crate::cluster::znodes::*;
+use crate::config::BrokerConfig;
 use crate::handlers::now_ms;
 use crate::replication::push;
 use strom_proto::replication::PartitionLeadership;
 
+/// How long after a broker registers the controller checks the leader balance, so the
+/// returning broker has a moment to rejoin ISRs first.
+const AFTER_REGISTRATION: Duration = Duration::from_secs(3);
+/// How often, and for how long after a registration, the check repeats while a preferred
+/// replica is live but still outside its ISR.
+const CATCH_UP_RECHECK: Duration = Duration::from_secs(5);
+const CATCH_UP_WINDOW: Duration = Duration::from_secs(120);
+
+/// The controller's share of the broker configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `unclean.leader.election.enable`.
+    pub unclean: bool,
+    /// `auto.leader.rebalance.enable`.
+    pub auto_rebalance: bool,
+    /// `leader.imbalance.check.interval.seconds`.
+    pub imbalance_check_interval: Duration,
+    /// `leader.imbalance.per.broker.percentage`.
+    pub imbalance_percentage: u32,
+}
+
+impl Settings {
+    pub fn from_config(cfg: &BrokerConfig) -> Settings {
+        Settings {
+            unclean: cfg.unclean_leader_election_enable,
+            auto_rebalance: cfg.auto_leader_rebalance_enable,
+            imbalance_check_interval: cfg.leader_imbalance_check_interval,
+            imbalance_percentage: cfg.leader_imbalance_per_broker_percentage,
+        }
+    }
+}
+
 /// Runs for the lifetime of one keeper session: campaigns for `/controller`, and while it
 /// holds it, reconciles on every relevant change. Resigns (and campaigns again) when the
 /// node no longer belongs to this session.
-pub async fn run(zk: Arc<KeeperClient>, broker_id: i32, unclean: bool, mut events: broadcast::Receiver<WatchedEvent>) {
+pub async fn run(
+    zk: Arc<KeeperClient>,
+    broker_id: i32,
+    settings: Settings,
+    mut events: broadcast::Receiver<WatchedEvent>,
+) {
+    // Election requests can arrive before the node exists; persistent watches fire on create.
+    for path in [PREFERRED_REPLICA_ELECTION, UNCLEAN_LEADER_ELECTION] {
+        if let Err(e) = zk.add_watch(path, AddWatchMode::Persistent).await {
+            tracing::warn!(path, error = %e, "cannot watch election requests");
+            return;
+        }
+    }
     loop {
         let epoch = match campaign(&zk, broker_id).await {
             Ok(Some(epoch)) => epoch,
@@ -39,7 +95,7 @@ pub async fn run(zk: Arc<KeeperClient>, broker_id: i32, unclean: bool, mut event
             }
         };
         tracing::info!(broker_id, controller_epoch = epoch, "elected controller");
-        let controller = Controller { zk: zk.clone(), broker_id, epoch, unclean };
+        let controller = Controller { zk: zk.clone(), broker_id, epoch, settings: settings.clone() };
         if !controller.serve(&mut events).await {
             return;
         }
@@ -47,9 +103,39 @@ pub async fn run(zk: Arc<KeeperClient>, broker_id: i32, unclean: bool, mut event
     }
 }
 
+/// What woke the controller.
+#[derive(Debug, Default)]
+struct Wake {
+    /// The event stream ended (session gone).
+    closed: bool,
+    /// A broker registered (`/brokers/ids/<id>` created).
+    registered: bool,
+    /// Anything that calls for a reconcile (or an election request).
+    changed: bool,
+}
+
+impl Wake {
+    fn add(&mut self, ev: &WatchedEvent) {
+        if ev.path.starts_with(BROKER_IDS)
+            && ev.path.len() > BROKER_IDS.len()
+            && ev.event_type == EventType::NodeCreated
+        {
+            self.registered = true;
+        }
+        if is_controller_relevant(ev) || ev.path == CONTROLLER {
+            self.changed = true;
+        }
+    }
+}
+
 impl Controller {
     /// Reconciles until the controller role is lost (true) or the session ends (false).
     async fn serve(&self, events: &mut broadcast::Receiver<WatchedEvent>) -> bool {
+        let periodic = self.settings.imbalance_check_interval.max(Duration::from_secs(1));
+        let mut next_periodic = Instant::now() + periodic;
+        // A new controller checks the balance soon, as Kafka's does on failover.
+        let mut soon: Option<Instant> = Some(Instant::now() + AFTER_REGISTRATION);
+        let mut catch_up_until: Option<Instant> = None;
         loop {
             let retry = match self.reconcile().await {
                 Ok(()) => false,
@@ -62,31 +148,112 @@ impl Controller {
                     true
                 }
             };
-            let next = wait_for(events, |ev| is_controller_relevant(ev) || ev.path == CONTROLLER);
-            let woke = if retry {
-                tokio::time::timeout(std::time::Duration::from_millis(500), next).await.unwrap_or(true)
-            } else {
-                next.await
-            };
-            if !woke {
+            let mut deadline = if retry { Instant::now() + Duration::from_millis(500) } else { next_periodic };
+            if self.settings.auto_rebalance {
+                deadline = deadline.min(next_periodic);
+                if let Some(at) = soon {
+                    deadline = deadline.min(at);
+                }
+            }
+            let wake = next_wake(events, deadline).await;
+            if wake.closed {
                 return false;
             }
-            // Coalesce bursts (a topic creation touches several znodes).
-            while events.try_recv().is_ok() {}
             match self.zk.exists(CONTROLLER, false).await {
                 Ok(Some(stat)) if stat.ephemeral_owner == self.zk.session_id() => {}
                 Ok(_) => return true,
                 Err(KeeperError::SessionExpired | KeeperError::Closed) => return false,
                 // Unknown ownership: the reconcile at the top of the loop retries.
-                Err(_) => {}
+                Err(_) => continue,
+            }
+            if wake.registered && self.settings.auto_rebalance {
+                soon = Some(Instant::now() + AFTER_REGISTRATION);
+                catch_up_until = Some(Instant::now() + CATCH_UP_WINDOW);
+            }
+            let now = Instant::now();
+            let periodic_due = now >= next_periodic;
+            let soon_due = soon.is_some_and(|at| now >= at);
+            if periodic_due {
+                next_periodic = now + periodic;
+            }
+            if self.settings.auto_rebalance && (periodic_due || soon_due) {
+                soon = None;
+                match self.balance_check().await {
+                    Ok(catching_up) => {
+                        if catching_up && catch_up_until.is_some_and(|until| now < until) {
+                            soon = Some(now + CATCH_UP_RECHECK);
+                        }
+                    }
+                    Err(e @ (KeeperError::SessionExpired | KeeperError::Closed)) => {
+                        tracing::warn!(error = %e, "controller session ended");
+                        return false;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "leader balance check failed; retrying");
+                        soon = Some(now + Duration::from_secs(1));
+                    }
+                }
             }
         }
     }
+
+    async fn balance_check(&self) -> Result<bool, KeeperError> {
+        let live = self.live_brokers().await?;
+        self.rebalance(&live).await
+    }
+
+    async fn live_brokers(&self) -> Result<BTreeSet<i32>, KeeperError> {
+        Ok(self.zk.get_children(BROKER_IDS, false).await?.iter().filter_map(|c| c.parse().ok()).collect())
+    }
+}
+
+/// Waits for a relevant event or `deadline`, then drains what else already arrived (a topic
+/// creation touches several znodes) into one wake-up.
+async fn next_wake(events: &mut broadcast::Receiver<WatchedEvent>, deadline: Instant) -> Wake {
+    let mut wake = Wake::default();
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Err(_) => break,
+            Ok(Ok(ev)) => {
+                wake.add(&ev);
+                if wake.changed || wake.registered {
+                    break;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                wake.changed = true;
+                wake.registered = true;
+                break;
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                wake.closed = true;
+                return wake;
+            }
+        }
+    }
+    loop {
+        match events.try_recv() {
+            Ok(ev) => wake.add(&ev),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                wake.changed = true;
+                wake.registered = true;
+            }
+            Err(broadcast::error::TryRecvError::Closed) => {
+                wake.closed = true;
+                break;
+            }
+            Err(broadcast::error::TryRecvError::Empty) => break,
+        }
+    }
+    wake
 }
 
 fn is_controller_relevant(ev: &WatchedEvent) -> bool {
     let p = ev.path.as_str();
     if p.starts_with(DELETE_TOPICS) || p.starts_with(BROKER_IDS) {
+        return true;
+    }
+    if (p == PREFERRED_REPLICA_ELECTION || p == UNCLEAN_LEADER_ELECTION) && ev.event_type != EventType::NodeDeleted {
         return true;
     }
     // Our own partition-state writes would otherwise wake us again.
@@ -151,7 +318,7 @@ struct Controller {
     zk: Arc<KeeperClient>,
     broker_id: i32,
     epoch: i32,
-    unclean: bool,
+    settings: Settings,
 }
 
 impl Controller {
@@ -174,7 +341,7 @@ impl Controller {
             let brokers = crate::cluster::loader::load_brokers(zk).await?;
             push::send(&brokers, self.broker_id, self.epoch, &changed);
         }
-        Ok(())
+        self.requested_elections(&live).await
     }
 
     async fn delete_topic(&self, topic: &str) -> Result<(), KeeperError> {
@@ -262,7 +429,7 @@ impl Controller {
         let zk = &self.zk;
         let current = crate::cluster::loader::load_partition_state(zk, topic, p).await?;
         let decided =
-            decide_partition_state(current.as_ref().map(|(s, _)| s), replicas, live, self.epoch, self.unclean);
+            decide_partition_state(current.as_ref().map(|(s, _)| s), replicas, live, self.epoch, self.settings.unclean);
         let Some(next) = decided else { return Ok(None) };
         let data = serde_json::to_vec(&next).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
         let path = partition_state_path(topic, p);

@@ -22,6 +22,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 1),
+    // What the Java AdminClient's electLeaders negotiates (v2 is the flexible encoding).
+    (ApiKey::ElectLeaders, 0, 2),
     // Group coordinator: the full classic-protocol ranges of kafka-python, librdkafka 2.x
     // and Java 3.x (FindCoordinator v4+ batches keys; v5+ adds transaction-only errors).
     (ApiKey::FindCoordinator, 0, 4),

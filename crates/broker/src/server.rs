@@ -29,6 +29,9 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     stopped: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The gRPC server: aborted, not awaited, at shutdown — a graceful HTTP/2 shutdown would
+    /// wait for other brokers' long-lived fetch streams to end, which they never do.
+    grpc: JoinHandle<()>,
 }
 
 impl Broker {
@@ -43,6 +46,8 @@ impl Broker {
         let endpoint = config.advertised_endpoint(local_addr);
         let log_config = config.log_config();
         let logs = LogManager::open(&config.log_dirs, log_config.clone())
+            .map_err(|source| BrokerError::Storage { dirs: config.log_dirs.clone(), source })?;
+        logs.start_cleaner(config.cleaner_config())
             .map_err(|source| BrokerError::Storage { dirs: config.log_dirs.clone(), source })?;
         let cache = Arc::new(MetadataCache::default());
         let fetchers = Arc::new(FetcherManager::new(
@@ -76,6 +81,7 @@ impl Broker {
             Ok(v) => v,
             Err(e) => {
                 shutdown.send_replace(true);
+                grpc.abort();
                 if let Err(close) = replicas.shutdown() {
                     tracing::warn!(error = %close, "closing logs after failed start");
                 }
@@ -124,7 +130,8 @@ impl Broker {
             state,
             shutdown,
             stopped: watch::channel(false).0,
-            tasks: Mutex::new(vec![accept, ticker, isr, checkpoints, grpc, cluster_task.handle]),
+            tasks: Mutex::new(vec![accept, ticker, isr, checkpoints, cluster_task.handle]),
+            grpc,
         })
     }
 
@@ -149,6 +156,7 @@ impl Broker {
             Ok(mut g) => std::mem::take(&mut *g),
             Err(p) => std::mem::take(&mut *p.into_inner()),
         };
+        self.grpc.abort();
         for t in tasks {
             if let Err(e) = t.await {
                 tracing::warn!(error = %e, "broker task ended abnormally");

@@ -43,6 +43,11 @@ struct Env {
 
 impl Env {
     async fn start() -> Env {
+        Env::start_with("").await
+    }
+
+    /// Starts with extra `server.properties` lines.
+    async fn start_with(extra: &str) -> Env {
         init_tracing();
         let kdir = tempfile::tempdir().unwrap();
         let keeper =
@@ -51,7 +56,7 @@ impl Env {
         let props = format!(
             "broker.id=1\nlisteners=PLAINTEXT://127.0.0.1:0\nlog.dirs={}\nzookeeper.connect={}/strom\n\
              zookeeper.session.timeout.ms=6000\noffsets.topic.num.partitions=4\n\
-             offsets.topic.replication.factor=1\ngroup.min.session.timeout.ms=100\n",
+             offsets.topic.replication.factor=1\ngroup.min.session.timeout.ms=100\n{extra}",
             ldir.path().display(),
             keeper.client_addr()
         );
@@ -702,5 +707,57 @@ async fn the_offsets_partition_leader_coordinates() {
     }
     assert_eq!(seen.len(), 2, "offsets partitions are led by both brokers");
     second.shutdown().await;
+    env.stop().await;
+}
+
+/// Bytes of `.log` files in one partition directory.
+fn partition_log_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offsets_topic_is_compacted_and_survives_a_restart() {
+    let mut env = Env::start_with(
+        "offsets.topic.segment.bytes=1024\nlog.cleaner.backoff.ms=20\nlog.cleaner.min.cleanable.ratio=0.1\n",
+    )
+    .await;
+    let mut conn = env.conn().await;
+    create_topic(&mut conn, "orders", 2).await;
+    assert_eq!(find_coordinator(&mut conn, "gc").await.error_code, 0);
+    const COMMITS: i64 = 300;
+    for i in 1..=COMMITS {
+        let resp = commit(&mut conn, 7, &commit_req("gc", "", -1, "orders", &[(0, i), (1, 2 * i)])).await;
+        assert_eq!(commit_codes(&resp), vec![0, 0], "commit {i}");
+    }
+    let partition = strom_broker::group::partition_for("gc", 4);
+    let dir = env._dirs.1.path().join(format!("__consumer_offsets-{partition}"));
+    // Each commit appends a ~200-byte batch: uncompacted, the partition would hold ~60 KB in
+    // ~60 segments. The cleaner (running concurrently with the commits) keeps it small.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let mut size = partition_log_bytes(&dir);
+    while size > 8 * 1024 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        size = partition_log_bytes(&dir);
+    }
+    assert!(size <= 8 * 1024, "offsets partition still holds {size} bytes");
+    let checkpoint = std::fs::read_to_string(dir.join("cleaner-offset-checkpoint")).expect("cleaner checkpoint");
+    assert!(checkpoint.lines().nth(1).and_then(|l| l.parse::<i64>().ok()).is_some_and(|o| o > 100), "{checkpoint}");
+    drop(conn);
+
+    env.restart_broker().await;
+    let mut conn = env.conn().await;
+    let resp = fetch_retrying(&mut conn, "gc", "orders", &[0, 1]).await;
+    assert_eq!(resp.error_code, 0);
+    assert_eq!(fetched(&resp), vec![(0, COMMITS), (1, 2 * COMMITS)]);
+    assert!(partition_log_bytes(&dir) <= 8 * 1024);
     env.stop().await;
 }

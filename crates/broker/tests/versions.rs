@@ -135,6 +135,17 @@ async fn every_advertised_version_answers() {
                     let r = conn.call(v, &DescribeClusterRequest::default()).await;
                     assert_eq!((r.error_code, r.brokers.len()), (0, 1), "{ctx}");
                 }
+                ApiKey::ElectLeaders => {
+                    // "vt" has one replica, which leads: nothing to elect, in every version.
+                    let req = ElectLeadersRequest::default().with_timeout_ms(5000).with_topic_partitions(Some(vec![
+                        elect_leaders_request::TopicPartitions::default()
+                            .with_topic(name("vt"))
+                            .with_partitions(vec![0]),
+                    ]));
+                    let r = conn.call(v, &req).await;
+                    let p = &r.replica_election_results[0].partition_result[0];
+                    assert_eq!((r.error_code, p.partition_id, p.error_code), (0, 0, 84), "{ctx}");
+                }
                 // Every version of the group APIs is exercised by tests/groups.rs
                 // (every_group_api_version_answers), which sets up the groups they need.
                 ApiKey::FindCoordinator

@@ -4,8 +4,9 @@
 //! - `zookeeper-server-start`, `zookeeper-shell`, `keeper-bench`: the keeper's launcher, zkCli-style
 //!   shell and load generator.
 //! - `kafka-server-start`: the broker's launcher; `strom`: the single-process quick start.
-//! - `kafka-topics`, `kafka-console-producer`, `kafka-console-consumer`, the perf tests: tools
-//!   over the Kafka protocol (crate `strom-client`) or the keeper.
+//! - `kafka-topics`, `kafka-leader-election`, `kafka-consumer-groups`, `kafka-console-producer`,
+//!   `kafka-console-consumer`, the perf tests: tools over the Kafka protocol (crate
+//!   `strom-client`) or the keeper.
 //!
 //! This library holds only what the programs share: logging setup and runtime construction.
 

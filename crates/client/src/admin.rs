@@ -1,5 +1,6 @@
 //! [`Admin`]: topic management over the Kafka protocol (CreateTopics, DeleteTopics,
-//! CreatePartitions, DescribeConfigs, Metadata), sent to the controller as Kafka's admin does.
+//! CreatePartitions, DescribeConfigs, ElectLeaders, Metadata), sent to the controller as
+//! Kafka's admin does.
 
 use std::time::Duration;
 
@@ -9,9 +10,10 @@ use kafka_protocol::messages::create_topics_request::{
 };
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    TopicName,
+    ElectLeadersRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -60,6 +62,28 @@ pub enum ResourceType {
     Broker = 4,
 }
 
+/// Kafka's leader election types (ElectLeaders' `election_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    /// Move leadership to each partition's preferred (first assigned) replica.
+    Preferred = 0,
+    /// Elect any live replica for partitions without a leader, even an out-of-sync one.
+    Unclean = 1,
+}
+
+impl std::fmt::Display for ElectionType {
+    /// Java's `ElectionType.toString()`, which Kafka's tool prints.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ElectionType::Preferred => "PREFERRED",
+            ElectionType::Unclean => "UNCLEAN",
+        })
+    }
+}
+
+/// One partition's election result: `Ok` when a new leader was elected.
+pub type ElectionResult = ((String, i32), Result<(), ClientError>);
+
 /// Administrative operations. Each returns one result per topic, in request order.
 #[derive(Clone)]
 pub struct Admin {
@@ -71,6 +95,13 @@ impl Admin {
     pub fn new(client: Client) -> Admin {
         let timeout = client.config().request_timeout;
         Admin { client, timeout }
+    }
+
+    /// Sets how long the broker may take over a request (the `timeout_ms` sent); defaults to
+    /// the client's request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Admin {
+        self.timeout = timeout;
+        self
     }
 
     pub fn client(&self) -> &Client {
@@ -182,6 +213,59 @@ impl Admin {
             .find(|r| r.name.0.as_str() == topic)
             .ok_or_else(|| ClientError::protocol("CreatePartitions response", format!("no entry for '{topic}'")))?;
         crate::error::check(r.error_code, || format!("alter partitions of '{topic}'"), r.error_message.as_deref())
+    }
+
+    /// Elects leaders for `partitions` (`None`: every partition, for which the broker reports
+    /// only the partitions that needed an election). Waits up to the admin timeout for the
+    /// elections to take effect; results are sorted by topic and partition.
+    pub async fn elect_leaders(
+        &self,
+        kind: ElectionType,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<ElectionResult>, ClientError> {
+        let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = std::collections::BTreeMap::new();
+        for (t, p) in partitions.unwrap_or_default() {
+            by_topic.entry(t.as_str()).or_default().push(*p);
+        }
+        let req = ElectLeadersRequest::default()
+            .with_election_type(kind as i8)
+            .with_timeout_ms(self.timeout_ms())
+            .with_topic_partitions(partitions.map(|_| {
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| TopicPartitions::default().with_topic(topic_name(t)).with_partitions(ps))
+                    .collect()
+            }));
+        let conn = self.client.controller_connection().await?;
+        let version = conn.version(ApiKey::ElectLeaders).ok_or_else(|| ClientError::UnsupportedVersion {
+            addr: conn.addr().to_owned(),
+            api: "ElectLeaders".into(),
+        })?;
+        if version == 0 && kind != ElectionType::Preferred {
+            return Err(ClientError::UnsupportedVersion {
+                addr: conn.addr().to_owned(),
+                api: "ElectLeaders v1+ (unclean election)".into(),
+            });
+        }
+        let resp = conn.send_versioned(&req, version).await?;
+        crate::error::check(resp.error_code, || "elect leaders".to_string(), None)?;
+        let mut out: Vec<ElectionResult> = resp
+            .replica_election_results
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.topic.0.to_string();
+                t.partition_result.into_iter().map(move |p| {
+                    let result = crate::error::check(
+                        p.error_code,
+                        || format!("elect leader of {topic}-{}", p.partition_id),
+                        p.error_message.as_deref(),
+                    );
+                    ((topic.clone(), p.partition_id), result)
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
     }
 
     /// All configuration entries of a topic or broker.

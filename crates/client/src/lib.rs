@@ -30,7 +30,7 @@ pub mod partitioner;
 pub mod producer;
 pub mod versions;
 
-pub use admin::{Admin, ConfigEntry, NewTopic, ResourceType};
+pub use admin::{Admin, ConfigEntry, ElectionType, NewTopic, ResourceType};
 pub use cluster::{Client, ClusterMetadata, OffsetAndTimestamp, OffsetSpec, PartitionMetadata, TopicMetadata};
 pub use config::ClientConfig;
 pub use connection::Connection;

@@ -15,6 +15,7 @@ pub const IMPLEMENTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::ElectLeaders, 0, 2),
 ];
 
 /// The version of each API to use on one connection: the highest both sides support.

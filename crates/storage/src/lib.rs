@@ -15,11 +15,15 @@
 //! - `producer`: idempotent-producer sequence tracking (duplicates, gaps, fencing) and its
 //!   clean-shutdown snapshot.
 //! - `checkpoint`: recovery-point, log-start-offset and high-watermark checkpoint files.
+//! - `cleaner`: the log cleaner (compaction of `cleanup.policy=compact` logs): offset map,
+//!   record filter, the `.cleaned` → `.swap` segment replacement and its crash recovery.
+//! - [`records`]: the records inside a batch: decompression, parsing, re-encoding.
 //! - `fileio`: positional I/O and atomic file replacement.
 //! - `manager`: [`LogManager`], every partition under the broker's log dirs.
 
 pub mod batch;
 mod checkpoint;
+mod cleaner;
 mod config;
 mod epoch;
 mod error;
@@ -28,9 +32,11 @@ mod index;
 mod log;
 mod manager;
 mod producer;
+pub mod records;
 mod segment;
 
+pub use cleaner::{CleanStats, CleanerConfig};
 pub use config::LogConfig;
 pub use error::LogError;
 pub use log::{now_ms, AppendInfo, PartitionLog, ReadInfo};
-pub use manager::{validate_topic_name, LogManager};
+pub use manager::{validate_topic_name, CleanerHandle, LogManager};

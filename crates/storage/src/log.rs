@@ -16,11 +16,13 @@ use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, Batch, BatchIter};
 use crate::checkpoint::{self, HIGH_WATERMARK_FILE, LOG_START_FILE, RECOVERY_POINT_FILE};
+use crate::cleaner::{self, CleanerState};
 use crate::config::LogConfig;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, LogError};
 use crate::fileio;
 use crate::producer::{self, ProducerStateManager, SequenceCheck, Undo};
+use crate::records;
 use crate::segment::{self, BatchMeta, Segment};
 
 /// Result of an append.
@@ -51,8 +53,8 @@ pub fn now_ms() -> i64 {
 }
 
 /// State owned by whoever holds the append lock.
-struct AppendState {
-    producers: ProducerStateManager,
+pub(crate) struct AppendState {
+    pub(crate) producers: ProducerStateManager,
     /// Every offset below this is fsynced.
     recovery_point: i64,
     unflushed_messages: u64,
@@ -61,12 +63,14 @@ struct AppendState {
 
 /// The log of one partition. `Send + Sync`; every method takes `&self`.
 pub struct PartitionLog {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     config: RwLock<LogConfig>,
-    segments: RwLock<Vec<Arc<Segment>>>,
+    pub(crate) segments: RwLock<Vec<Arc<Segment>>>,
     log_start: AtomicI64,
     log_end: AtomicI64,
-    append: Mutex<AppendState>,
+    pub(crate) append: Mutex<AppendState>,
+    /// Cleaner progress; its lock also keeps two cleanings of this log from overlapping.
+    pub(crate) cleaner: Mutex<CleanerState>,
     epochs: Mutex<LeaderEpochCache>,
     /// Last high watermark written to disk (-1: none); the lock also orders its writes.
     high_watermark: Mutex<i64>,
@@ -89,7 +93,7 @@ fn remove_stray(path: &Path) {
     }
 }
 
-fn ignore_poison<T>(r: std::sync::LockResult<T>) -> T {
+pub(crate) fn ignore_poison<T>(r: std::sync::LockResult<T>) -> T {
     // A panic in another thread does not leave these structures torn in a way that is worse
     // than refusing all further service, so keep going.
     r.unwrap_or_else(|e| e.into_inner())
@@ -99,6 +103,7 @@ impl PartitionLog {
     /// Opens (recovering if needed) or creates the log in `dir`.
     pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
         fs::create_dir_all(dir).ctx(|| format!("creating log dir {}", dir.display()))?;
+        cleaner::finish_interrupted(dir)?;
         let now = now_ms();
         let mut bases = Vec::new();
         let mut index_files = Vec::new();
@@ -220,6 +225,7 @@ impl PartitionLog {
                 last_flush_ms: now,
             }),
             epochs: Mutex::new(epochs),
+            cleaner: Mutex::new(CleanerState::default()),
             high_watermark: Mutex::new(high_watermark),
             deleted: AtomicBool::new(false),
         };
@@ -245,7 +251,7 @@ impl PartitionLog {
         &self.dir
     }
 
-    fn lock_append(&self) -> Result<MutexGuard<'_, AppendState>, LogError> {
+    pub(crate) fn lock_append(&self) -> Result<MutexGuard<'_, AppendState>, LogError> {
         let guard = ignore_poison(self.append.lock());
         if self.deleted.load(Ordering::Acquire) {
             return Err(LogError::Deleted(self.dir.display().to_string()));
@@ -253,7 +259,7 @@ impl PartitionLog {
         Ok(guard)
     }
 
-    fn config(&self) -> LogConfig {
+    pub(crate) fn config(&self) -> LogConfig {
         ignore_poison(self.config.read()).clone()
     }
 
@@ -285,6 +291,9 @@ impl PartitionLog {
                     b.last_offset_delta(),
                     b.record_count()
                 )));
+            }
+            if config.cleanup_compact {
+                records::check_keys(&b)?;
             }
             layout.push((pos, b.size()));
         }
@@ -710,7 +719,10 @@ impl PartitionLog {
     pub fn enforce_retention(&self, now_ms: i64) -> Result<usize, LogError> {
         let config = self.config();
         let mut st = self.lock_append()?;
-        self.delete_prefix(&mut st, Some(&config), now_ms)
+        // `cleanup.policy=compact` alone keeps every segment (only the cleaner shrinks the
+        // log); segments below the log start offset still go.
+        let retention = config.cleanup_delete.then_some(&config);
+        self.delete_prefix(&mut st, retention, now_ms)
     }
 
     /// Time-based roll (`segment_ms`), the flush of segments rolled since the last flush, and

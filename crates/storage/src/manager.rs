@@ -5,8 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
+use crate::cleaner::CleanerConfig;
 use crate::config::LogConfig;
 use crate::error::{IoContext, LogError};
 use crate::log::{now_ms, PartitionLog};
@@ -50,7 +53,42 @@ impl LogTable {
 pub struct LogManager {
     dirs: Vec<PathBuf>,
     default_config: LogConfig,
-    logs: RwLock<LogTable>,
+    /// Shared with the cleaner thread.
+    logs: Arc<RwLock<LogTable>>,
+    /// The cleaner thread started by [`LogManager::start_cleaner`], stopped by `shutdown`.
+    cleaner: Mutex<Option<CleanerHandle>>,
+}
+
+/// The running log cleaner thread. Dropping the handle stops it (and waits for the round in
+/// progress, so no cleaning runs after the logs are closed).
+#[derive(Debug)]
+pub struct CleanerHandle {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CleanerHandle {
+    /// Stops the thread and waits for it.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let (flag, cvar) = &*self.stop;
+        *ignore_poison(flag.lock()) = true;
+        cvar.notify_all();
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("log cleaner thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for CleanerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
 }
 
 impl std::fmt::Debug for LogManager {
@@ -130,6 +168,22 @@ fn ignore_poison<T>(r: std::sync::LockResult<T>) -> T {
     r.unwrap_or_else(|e| e.into_inner())
 }
 
+fn all_logs(table: &RwLock<LogTable>) -> Vec<((String, i32), Arc<PartitionLog>)> {
+    ignore_poison(table.read()).iter().map(|(t, p, log)| ((t.to_string(), p), Arc::clone(log))).collect()
+}
+
+fn clean_logs(table: &RwLock<LogTable>, now_ms: i64, config: &CleanerConfig) -> usize {
+    let mut cleaned = 0;
+    for ((topic, partition), log) in all_logs(table) {
+        match log.clean(now_ms, config) {
+            Ok(Some(_)) => cleaned += 1,
+            Ok(None) | Err(LogError::Deleted(_)) => {}
+            Err(e) => tracing::warn!(%topic, partition, error = %e, "log cleaning failed"),
+        }
+    }
+    cleaned
+}
+
 impl LogManager {
     /// Opens every `<topic>-<partition>` directory under `dirs` (creating missing dirs).
     /// Each log starts with `default`; the broker applies per-topic overrides with
@@ -170,7 +224,12 @@ impl LogManager {
             logs.insert(key, Arc::new(log));
         }
         tracing::info!(partitions = logs.len(), "loaded partition logs");
-        Ok(Self { dirs: dirs.to_vec(), default_config: default, logs: RwLock::new(logs) })
+        Ok(Self {
+            dirs: dirs.to_vec(),
+            default_config: default,
+            logs: Arc::new(RwLock::new(logs)),
+            cleaner: Mutex::new(None),
+        })
     }
 
     fn read_logs(&self) -> std::sync::RwLockReadGuard<'_, LogTable> {
@@ -229,7 +288,7 @@ impl LogManager {
     }
 
     pub fn all(&self) -> Vec<((String, i32), Arc<PartitionLog>)> {
-        self.read_logs().iter().map(|(t, p, log)| ((t.to_string(), p), Arc::clone(log))).collect()
+        all_logs(&self.logs)
     }
 
     /// Retention, time-based roll and flush policy across all logs; errors are logged per
@@ -248,8 +307,50 @@ impl LogManager {
         }
     }
 
+    /// One cleaner pass over every compacted log that is due (see [`PartitionLog::clean`]);
+    /// returns how many logs were cleaned. Errors are logged per partition.
+    pub fn clean_all(&self, now_ms: i64, config: &CleanerConfig) -> usize {
+        clean_logs(&self.logs, now_ms, config)
+    }
+
+    /// Starts Kafka's log cleaner on its own thread (cleaning is CPU and disk work that must
+    /// stay off the async workers): a pass over all logs, then `backoff_ms` of sleep when no
+    /// log was due. A no-op with `enable = false` or when already running.
+    pub fn start_cleaner(&self, config: CleanerConfig) -> Result<(), LogError> {
+        let mut slot = ignore_poison(self.cleaner.lock());
+        if !config.enable || slot.is_some() {
+            return Ok(());
+        }
+        let backoff_ms = config.backoff_ms;
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let table = Arc::clone(&self.logs);
+        let stop2 = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("log-cleaner".into())
+            .spawn(move || {
+                let (flag, cvar) = &*stop2;
+                loop {
+                    let cleaned = clean_logs(&table, now_ms(), &config);
+                    let wait = if cleaned > 0 { Duration::ZERO } else { Duration::from_millis(config.backoff_ms) };
+                    let stopped = ignore_poison(flag.lock());
+                    let (stopped, _) = ignore_poison(cvar.wait_timeout_while(stopped, wait, |s| !*s));
+                    if *stopped {
+                        return;
+                    }
+                }
+            })
+            .map_err(|e| LogError::Io("starting the log cleaner thread".into(), e))?;
+        *slot = Some(CleanerHandle { stop, thread: Some(thread) });
+        tracing::info!(backoff_ms, "log cleaner started");
+        Ok(())
+    }
+
     /// Flushes and checkpoints every log; returns the first error after trying them all.
+    /// Stops the cleaner first.
     pub fn shutdown(&self) -> Result<(), LogError> {
+        if let Some(handle) = ignore_poison(self.cleaner.lock()).take() {
+            handle.stop();
+        }
         let mut first_err = None;
         for ((topic, partition), log) in self.all() {
             if let Err(e) = log.close() {

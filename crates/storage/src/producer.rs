@@ -136,6 +136,12 @@ impl ProducerStateManager {
         self.producers.retain(|_, e| e.last_offset() >= log_start_offset);
     }
 
+    /// Last offset written by each known producer (what the cleaner must keep so sequence
+    /// checks survive compaction).
+    pub(crate) fn last_offsets(&self) -> HashMap<i64, i64> {
+        self.producers.iter().map(|(id, e)| (*id, e.last_offset())).collect()
+    }
+
     pub(crate) fn clear(&mut self) {
         self.producers.clear();
     }

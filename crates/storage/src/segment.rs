@@ -5,9 +5,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 
@@ -19,6 +19,12 @@ use crate::index::{self, OffsetIndex, PersistedIndexes, SealedIndexes, TimeIndex
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+/// The cleaner's output while it is written (discarded by recovery).
+pub(crate) const CLEANED_SUFFIX: &str = "cleaned";
+/// A complete cleaned segment about to replace its sources (recovery finishes the swap).
+pub(crate) const SWAP_SUFFIX: &str = "swap";
+/// A replaced segment's files, deleted right after the swap (or by recovery).
+pub(crate) const DELETED_SUFFIX: &str = "deleted";
 
 /// Recovery reads the log in chunks of this size.
 const SCAN_CHUNK: usize = 1024 * 1024;
@@ -159,6 +165,9 @@ pub(crate) struct Segment {
     persisted: Mutex<PersistedIndexes>,
     /// Wall-clock creation (or load) time, the base of `segment.ms` rolling.
     created_ms: i64,
+    /// Replaced by a cleaned segment: the index files at this segment's paths now belong to
+    /// its replacement, so readers still holding it scan from the start instead.
+    retired: AtomicBool,
 }
 
 impl std::fmt::Debug for Segment {
@@ -184,6 +193,71 @@ impl Segment {
             state: RwLock::new(SegmentState::empty(base_offset)),
             persisted: Mutex::new(PersistedIndexes::default()),
             created_ms,
+            retired: AtomicBool::new(false),
+        }
+    }
+
+    /// Creates the cleaner's output for `base_offset` in `<base>.log.cleaned`. The segment
+    /// carries its final paths: it is only renamed into place by the swap, and its indexes
+    /// (built in memory) must not be written before then.
+    pub(crate) fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> Result<(Self, PathBuf), LogError> {
+        let path = dir.join(format!("{}.{CLEANED_SUFFIX}", file_name(base_offset, LOG_SUFFIX)));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .ctx(|| format!("creating {}", path.display()))?;
+        Ok((Self::new(dir, base_offset, file, 0, now_ms), path))
+    }
+
+    pub(crate) fn index_paths(&self) -> [&Path; 2] {
+        [&self.index_path, &self.time_index_path]
+    }
+
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+
+    fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    /// fsyncs the log file only (the cleaner's output before it is swapped in).
+    pub(crate) fn sync_log(&self) -> Result<(), LogError> {
+        self.file.sync_data().ctx(|| format!("fsync {}", self.log_path.display()))
+    }
+
+    /// Modification time of the log file in ms (what `delete.retention.ms` and retention by
+    /// time fall back to).
+    pub(crate) fn modified_ms(&self) -> Option<i64> {
+        let t = self.file.metadata().and_then(|m| m.modified()).ok()?;
+        t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_millis() as i64)
+    }
+
+    /// Sets the log file's modification time (a cleaned segment keeps its source's).
+    pub(crate) fn set_modified_ms(&self, ms: i64) -> Result<(), LogError> {
+        let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+        self.file.set_modified(t).ctx(|| format!("setting mtime of {}", self.log_path.display()))
+    }
+
+    /// Every batch, fully read and CRC-checked, in order; `f` errors stop the walk.
+    pub(crate) fn for_each_batch(&self, mut f: impl FnMut(&Batch<'_>) -> Result<(), LogError>) -> Result<(), LogError> {
+        let mut failed = None;
+        let end = self.scan_full(0, self.size(), |_, b| match f(b) {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        match end.error {
+            Some(e) => Err(LogError::CorruptRecord(format!("{}: {e}", self.log_path.display()))),
+            None => Ok(()),
         }
     }
 
@@ -392,11 +466,15 @@ impl Segment {
 
     /// Finds the batch containing `offset` (or the first after it): its position and header.
     fn locate(&self, offset: i64, size: u64) -> Result<Option<(u64, BatchMeta)>, LogError> {
-        let mut pos = u64::from(
-            self.state()
-                .lookup_position(relative(self.base_offset, offset))
-                .ctx(|| format!("reading index of {}", self.log_path.display()))?,
-        );
+        let mut pos = if self.is_retired() {
+            0
+        } else {
+            u64::from(
+                self.state()
+                    .lookup_position(relative(self.base_offset, offset))
+                    .ctx(|| format!("reading index of {}", self.log_path.display()))?,
+            )
+        };
         // One read usually covers the whole index interval, so small batches cost no extra
         // syscalls; a header crossing the chunk's end triggers a read at that header.
         let mut chunk = [0u8; LOCATE_CHUNK];
@@ -458,15 +536,19 @@ impl Segment {
             if st.max_timestamp < timestamp {
                 return Ok(None);
             }
-            let from = st
-                .lookup_time_before(timestamp)
-                .ctx(|| format!("reading time index of {}", self.log_path.display()))?
-                .map_or(self.base_offset, |rel| self.base_offset + i64::from(rel))
-                .max(min_offset);
-            let pos = st
-                .lookup_position(relative(self.base_offset, from))
-                .ctx(|| format!("reading index of {}", self.log_path.display()))?;
-            u64::from(pos)
+            if self.is_retired() {
+                0
+            } else {
+                let from = st
+                    .lookup_time_before(timestamp)
+                    .ctx(|| format!("reading time index of {}", self.log_path.display()))?
+                    .map_or(self.base_offset, |rel| self.base_offset + i64::from(rel))
+                    .max(min_offset);
+                let pos = st
+                    .lookup_position(relative(self.base_offset, from))
+                    .ctx(|| format!("reading index of {}", self.log_path.display()))?;
+                u64::from(pos)
+            }
         };
         let size = self.size();
         let mut found = None;
@@ -528,14 +610,17 @@ impl Segment {
     /// Seals the segment when a newer one becomes active: records its newest timestamp in
     /// the time index and writes both index files (fsync comes with the next flush).
     pub(crate) fn on_roll(&self) -> Result<(), LogError> {
-        {
-            let mut st = self.state_mut();
-            let (ts, off) = (st.max_timestamp, st.offset_of_max_timestamp);
-            if ts >= 0 {
-                st.time_index.maybe_push(ts, relative(self.base_offset, off));
-            }
-        }
+        self.on_roll_in_memory();
         self.write_indexes(false)
+    }
+
+    /// The in-memory part of [`Segment::on_roll`]: the final time index entry.
+    pub(crate) fn on_roll_in_memory(&self) {
+        let mut st = self.state_mut();
+        let (ts, off) = (st.max_timestamp, st.offset_of_max_timestamp);
+        if ts >= 0 {
+            st.time_index.maybe_push(ts, relative(self.base_offset, off));
+        }
     }
 
     /// Writes pending index entries and, with `sync`, makes the segment durable.

@@ -13,7 +13,9 @@ use uuid::Uuid;
 
 use super::znodes::*;
 use super::Cluster;
-use crate::topic;
+use crate::controller::election::{ElectionRequestNode, ElectionRequestPartition, ElectionType};
+use crate::metadata::ClusterSnapshot;
+use crate::topic::{self, RackAwareMode};
 
 /// Size of the producer-id block a broker reserves at a time (Kafka's `PidBlockSize`).
 pub const PRODUCER_ID_BLOCK_SIZE: i64 = 1000;
@@ -105,8 +107,16 @@ impl Cluster {
     }
 
     /// Validates a creation request against Kafka's rules and the live brokers, applying
-    /// defaults; nothing is written.
+    /// defaults; nothing is written. Racks are enforced (a cluster where only some brokers
+    /// have `broker.rack` is refused) except for internal topics, which fall back to
+    /// rack-unaware assignment so the cluster keeps working.
     pub fn plan_topic(&self, spec: NewTopic) -> Result<PlannedTopic, AdminError> {
+        let mode = if topic::is_internal(&spec.name) { RackAwareMode::Safe } else { RackAwareMode::Enforced };
+        self.plan_topic_with(spec, mode)
+    }
+
+    /// [`Cluster::plan_topic`] with an explicit rack-awareness mode.
+    pub fn plan_topic_with(&self, spec: NewTopic, mode: RackAwareMode) -> Result<PlannedTopic, AdminError> {
         topic::validate_name(&spec.name).map_err(AdminError::InvalidTopic)?;
         let snapshot = self.cache().snapshot();
         if let Some(t) = snapshot.topic(&spec.name) {
@@ -154,7 +164,8 @@ impl Cluster {
                     )));
                 }
                 let start = rand::random::<u32>() as usize % brokers.len();
-                topic::assign_replicas(&brokers, partitions, rf as usize, 0, start)
+                topic::assign_replicas_for(&racks(&snapshot), partitions, rf as usize, 0, start, mode)
+                    .map_err(AdminError::InvalidReplicaAssignment)?
             }
         };
         Ok(PlannedTopic { name: spec.name, id: random_uuid(), assignment, configs: spec.configs })
@@ -221,7 +232,8 @@ impl Cluster {
                 assignment: None,
                 configs: BTreeMap::new(),
             };
-            let result = match cluster.plan_topic(spec) {
+            // Auto-creation is not worth failing over a half-racked cluster (Kafka's Safe mode).
+            let result = match cluster.plan_topic_with(spec, RackAwareMode::Safe) {
                 Ok(plan) => cluster.create_topic(&plan).await,
                 Err(e) => Err(e),
             };
@@ -297,7 +309,8 @@ impl Cluster {
             return Err(AdminError::InvalidPartitions(format!("Topic already has {have} partitions.")));
         }
         let adding = (count - have) as usize;
-        let brokers: Vec<i32> = self.cache().snapshot().brokers.keys().copied().collect();
+        let snapshot = self.cache().snapshot();
+        let brokers: Vec<i32> = snapshot.brokers.keys().copied().collect();
         let rf = existing.first().map_or(1, Vec::len);
         let new = match assignment {
             Some(a) => {
@@ -318,7 +331,9 @@ impl Cluster {
                     )));
                 }
                 let start = rand::random::<u32>() as usize % brokers.len().max(1);
-                topic::assign_replicas(&brokers, adding as i32, rf, have, start)
+                let mode = if topic::is_internal(name) { RackAwareMode::Safe } else { RackAwareMode::Enforced };
+                topic::assign_replicas_for(&racks(&snapshot), adding as i32, rf, have, start, mode)
+                    .map_err(AdminError::InvalidReplicaAssignment)?
             }
         };
         if validate_only {
@@ -333,6 +348,41 @@ impl Cluster {
                 Err(AdminError::InvalidRequest(format!("assignment of {name} changed concurrently; retry")))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Asks the controller for elections by writing the request znode (`kind.znode()`, Kafka's
+    /// `/admin/preferred_replica_election` format). An earlier request still being carried
+    /// out is waited for, until `deadline`.
+    pub async fn request_election(
+        &self,
+        kind: ElectionType,
+        partitions: &[(String, i32)],
+        deadline: tokio::time::Instant,
+    ) -> Result<(), AdminError> {
+        let zk = self.session()?;
+        let node = ElectionRequestNode {
+            version: 1,
+            partitions: partitions
+                .iter()
+                .map(|(topic, partition)| ElectionRequestPartition { topic: topic.clone(), partition: *partition })
+                .collect(),
+        };
+        let data = json(&node)?;
+        loop {
+            match zk.create(kind.znode(), &data, CreateMode::Persistent).await {
+                Ok(_) => return Ok(()),
+                Err(KeeperError::NodeExists) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(AdminError::Timeout(format!(
+                            "an earlier leader election request ({}) is still in progress",
+                            kind.znode()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -373,6 +423,11 @@ impl Cluster {
             }
         }
     }
+}
+
+/// The live brokers with their racks, as assignment takes them.
+fn racks(snapshot: &ClusterSnapshot) -> Vec<(i32, Option<String>)> {
+    snapshot.brokers.values().map(|b| (b.id, b.rack.clone())).collect()
 }
 
 /// Checks explicit replica assignments: non-empty, no duplicate brokers, only live brokers,

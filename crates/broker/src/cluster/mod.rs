@@ -201,7 +201,7 @@ impl Cluster {
         let controller = tokio::spawn(controller::run(
             zk.clone(),
             self.config.broker_id,
-            self.config.unclean_leader_election_enable,
+            controller::Settings::from_config(&self.config),
             zk.events(),
         ));
         tracing::info!(broker_id = self.config.broker_id, session = zk.session_id(), "registered with keeper");

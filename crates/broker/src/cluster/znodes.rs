@@ -14,6 +14,12 @@ pub const CLUSTER_ID: &str = "/cluster/id";
 pub const CONFIG_TOPICS: &str = "/config/topics";
 pub const DELETE_TOPICS: &str = "/admin/delete_topics";
 pub const PRODUCER_ID_BLOCK: &str = "/latest_producer_id_block";
+/// Kafka's ZooKeeper-mode request for preferred-replica elections; the controller deletes it
+/// once done.
+pub const PREFERRED_REPLICA_ELECTION: &str = "/admin/preferred_replica_election";
+/// Strom's counterpart for unclean elections asked for through ElectLeaders (same format;
+/// Kafka's ZooKeeper mode had no such node, its controller took the request directly).
+pub const UNCLEAN_LEADER_ELECTION: &str = "/admin/unclean_leader_election";
 
 /// Persistent paths every broker makes sure exist on start (Kafka's `ensurePathsExist`).
 pub const BASE_PATHS: &[&str] = &[

@@ -307,10 +307,9 @@ impl GroupCoordinator {
             let configs = BTreeMap::from([
                 ("cleanup.policy".to_string(), "compact".to_string()),
                 ("compression.type".to_string(), "producer".to_string()),
-                ("segment.bytes".to_string(), "104857600".to_string()),
-                // Compaction is not implemented yet; until it is, time retention must not
-                // delete committed offsets (a compacted Kafka topic never drops live keys).
-                ("retention.ms".to_string(), "-1".to_string()),
+                // Kafka's offsets topic: compacted only (retention.ms does not apply to a log
+                // without the delete policy), segments of `offsets.topic.segment.bytes`.
+                ("segment.bytes".to_string(), self.config.offsets_topic_segment_bytes.to_string()),
             ]);
             let spec = NewTopic {
                 name: OFFSETS_TOPIC.to_string(),

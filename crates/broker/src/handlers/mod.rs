@@ -13,6 +13,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -171,6 +172,10 @@ pub async fn dispatch(
         ApiKey::DescribeCluster => {
             let req = decode!(DescribeClusterRequest);
             spawn(async move { describe_cluster::handle(&state, &meta, req).map(Some) })
+        }
+        ApiKey::ElectLeaders => {
+            let req = decode!(kafka_protocol::messages::ElectLeadersRequest);
+            spawn(async move { elect_leaders::handle(&state, &meta, req).await.map(Some) })
         }
         ApiKey::FindCoordinator => {
             let req = decode!(kafka_protocol::messages::FindCoordinatorRequest);

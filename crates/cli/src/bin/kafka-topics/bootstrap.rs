@@ -64,6 +64,11 @@ impl Backend {
         Ok(true)
     }
 
+    /// The registered brokers' ids.
+    pub async fn live_brokers(&self) -> Result<Vec<i32>, TopicCommandError> {
+        Ok(self.admin.describe_cluster().await?.brokers.iter().map(|b| b.id).collect())
+    }
+
     pub async fn list(&self, exclude_internal: bool) -> Result<Vec<String>, TopicCommandError> {
         let cluster = self.admin.describe_cluster().await?;
         let mut names: Vec<String> =

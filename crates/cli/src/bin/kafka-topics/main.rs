@@ -9,6 +9,7 @@ mod bootstrap;
 mod model;
 mod zk;
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -66,7 +67,7 @@ struct Args {
     /// With --describe: only partitions whose ISR is smaller than their replica set.
     #[arg(long = "under-replicated-partitions")]
     under_replicated_partitions: bool,
-    /// With --describe: only partitions without a leader.
+    /// With --describe: only partitions whose leader is not available (none, or not live).
     #[arg(long = "unavailable-partitions")]
     unavailable_partitions: bool,
     /// With --describe: only topics that have configuration overrides.
@@ -175,19 +176,24 @@ async fn run(args: Args) -> Result<(), TopicCommandError> {
         if !topics.is_empty() && described.is_empty() && !args.if_exists {
             return Err(model::missing_topic(&topics.join(",")));
         }
-        let filter =
-            match (args.under_replicated_partitions, args.unavailable_partitions, args.topics_with_overrides) {
-                (false, false, false) => DescribeFilter::All,
-                (true, false, false) => DescribeFilter::UnderReplicated,
-                (false, true, false) => DescribeFilter::Unavailable,
-                (false, false, true) => DescribeFilter::WithOverrides,
-                _ => return Err(TopicCommandError::Usage(
-                    "--under-replicated-partitions, --unavailable-partitions and --topics-with-overrides are exclusive"
-                        .into(),
-                )),
-            };
+        if args.topics_with_overrides && (args.under_replicated_partitions || args.unavailable_partitions) {
+            return Err(TopicCommandError::Usage(
+                "Option \"[topics-with-overrides]\" can't be used with option \"[under-replicated-partitions]\" or \"[unavailable-partitions]\"".into(),
+            ));
+        }
+        let filter = DescribeFilter {
+            under_replicated: args.under_replicated_partitions,
+            unavailable: args.unavailable_partitions,
+            with_overrides: args.topics_with_overrides,
+        };
+        let live: BTreeSet<i32> = match &backend {
+            Backend::Bootstrap(b) => b.live_brokers().await?,
+            Backend::Zk(z) => z.live_brokers().await?,
+        }
+        .into_iter()
+        .collect();
         for t in &described {
-            print!("{}", t.render_filtered(filter));
+            print!("{}", t.render_filtered(filter, &live));
         }
     } else if args.delete {
         need_topic("--delete")?;

@@ -1,5 +1,6 @@
 //! What the back ends return, argument parsing shared by both, and Kafka's output format.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use strom_client::ClientError;
@@ -58,43 +59,49 @@ fn join(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// `--describe`'s optional filters, as in Kafka's tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DescribeFilter {
-    All,
-    /// `--under-replicated-partitions`: partition lines whose ISR is smaller than the replicas.
-    UnderReplicated,
-    /// `--unavailable-partitions`: partition lines without a leader.
-    Unavailable,
-    /// `--topics-with-overrides`: topic lines of topics with config overrides.
-    WithOverrides,
+/// `--describe`'s optional filters, as in Kafka's tool: the partition reports combine (a
+/// partition line is printed when any of them matches) and suppress the topic lines;
+/// `--topics-with-overrides` prints only topic lines, of topics with overrides.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DescribeFilter {
+    /// `--under-replicated-partitions`: the ISR is smaller than the replica set.
+    pub under_replicated: bool,
+    /// `--unavailable-partitions`: no leader, or a leader that is not a live broker.
+    pub unavailable: bool,
+    /// `--topics-with-overrides`.
+    pub with_overrides: bool,
+}
+
+impl DescribeFilter {
+    fn reports_partitions(&self) -> bool {
+        self.under_replicated || self.unavailable
+    }
 }
 
 impl TopicDescription {
-    /// Kafka's `--describe` output under `filter` (the filters print only matching lines).
-    pub fn render_filtered(&self, filter: DescribeFilter) -> String {
+    /// Kafka's `--describe` output under `filter`; `live` are the registered brokers.
+    pub fn render_filtered(&self, filter: DescribeFilter, live: &BTreeSet<i32>) -> String {
         let full = self.render();
+        if filter == DescribeFilter::default() {
+            return full;
+        }
         let mut lines = full.lines();
         let head = lines.next().unwrap_or_default();
         let mut out = String::new();
-        match filter {
-            DescribeFilter::All => return full,
-            DescribeFilter::WithOverrides => {
-                if !self.configs.is_empty() {
-                    out.push_str(head);
-                    out.push('\n');
-                }
+        if filter.with_overrides {
+            if !self.configs.is_empty() {
+                out.push_str(head);
+                out.push('\n');
             }
-            DescribeFilter::UnderReplicated | DescribeFilter::Unavailable => {
-                for (p, line) in self.partitions.iter().zip(lines) {
-                    let keep = match filter {
-                        DescribeFilter::UnderReplicated => p.isr.len() < p.replicas.len(),
-                        _ => p.leader < 0,
-                    };
-                    if keep {
-                        out.push_str(line);
-                        out.push('\n');
-                    }
+            return out;
+        }
+        if filter.reports_partitions() {
+            for (p, line) in self.partitions.iter().zip(lines) {
+                let under = filter.under_replicated && p.isr.len() < p.replicas.len();
+                let unavailable = filter.unavailable && (p.leader < 0 || !live.contains(&p.leader));
+                if under || unavailable {
+                    out.push_str(line);
+                    out.push('\n');
                 }
             }
         }
@@ -220,16 +227,29 @@ mod tests {
             ],
             marked_for_deletion: false,
         };
+        let live: BTreeSet<i32> = [1, 2, 3].into();
+        let under = DescribeFilter { under_replicated: true, ..DescribeFilter::default() };
+        let unavailable = DescribeFilter { unavailable: true, ..DescribeFilter::default() };
         assert_eq!(
-            t.render_filtered(DescribeFilter::UnderReplicated),
+            t.render_filtered(under, &live),
             "\tTopic: t\tPartition: 1\tLeader: 2\tReplicas: 2,1\tIsr: 2\n\tTopic: t\tPartition: 2\tLeader: none\tReplicas: 3\tIsr: \n"
         );
         assert_eq!(
-            t.render_filtered(DescribeFilter::Unavailable),
+            t.render_filtered(unavailable, &live),
             "\tTopic: t\tPartition: 2\tLeader: none\tReplicas: 3\tIsr: \n"
         );
-        assert_eq!(t.render_filtered(DescribeFilter::WithOverrides), "");
-        assert_eq!(t.render_filtered(DescribeFilter::All), t.render());
+        // A leader whose broker is gone makes the partition unavailable too (Kafka's rule).
+        let without_2: BTreeSet<i32> = [1, 3].into();
+        assert_eq!(
+            t.render_filtered(unavailable, &without_2),
+            "\tTopic: t\tPartition: 1\tLeader: 2\tReplicas: 2,1\tIsr: 2\n\tTopic: t\tPartition: 2\tLeader: none\tReplicas: 3\tIsr: \n"
+        );
+        // Reports combine: a partition matching any of them is printed once.
+        let both = DescribeFilter { under_replicated: true, unavailable: true, with_overrides: false };
+        assert_eq!(t.render_filtered(both, &without_2), t.render_filtered(under, &live));
+        let overrides = DescribeFilter { with_overrides: true, ..DescribeFilter::default() };
+        assert_eq!(t.render_filtered(overrides, &live), "");
+        assert_eq!(t.render_filtered(DescribeFilter::default(), &live), t.render());
     }
 
     #[test]

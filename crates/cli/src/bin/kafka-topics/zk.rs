@@ -91,7 +91,7 @@ impl Backend {
         self.zk.close().await;
     }
 
-    async fn live_brokers(&self) -> Result<Vec<i32>, TopicCommandError> {
+    pub async fn live_brokers(&self) -> Result<Vec<i32>, TopicCommandError> {
         let ids = match self.zk.get_children("/brokers/ids", false).await {
             Ok(ids) => ids,
             Err(KeeperError::NoNode) => Vec::new(),
