@@ -19,10 +19,10 @@ fi
 
 cargo build -j2 --workspace --bins
 cargo test -j2 --workspace
-# The multi-broker replication suite (tests/cluster) is not part of this run yet: it needs
-# replica fetch, ISR and leader epochs (issue 5) to pass. Run it on its own with
-#   STROM_BIN=$PWD/target/debug python3 -m pytest -c tests/pytest.ini --rootdir tests tests/cluster
 STROM_BIN="$PWD/target/debug" python3 -m pytest -c tests/pytest.ini --rootdir tests tests --ignore tests/cluster "$@"
+# Replication and failover on three keepers + three brokers (docs/replication.md), in a run of
+# its own: each module starts its own six-process cluster.
+STROM_BIN="$PWD/target/debug" python3 -m pytest -c tests/pytest.ini --rootdir tests tests/cluster "$@"
 
 # Release archive and the docker-compose cluster, packed from the debug programs built above
 # (a release build takes too long on a small CI machine). The compose suite skips itself,
