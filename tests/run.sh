@@ -22,7 +22,7 @@ cargo test -j2 --workspace
 STROM_BIN="$PWD/target/debug" python3 -m pytest -c tests/pytest.ini --rootdir tests tests --ignore tests/cluster "$@"
 # Replication and failover on three keepers + three brokers (docs/replication.md), in a run of
 # its own: each module starts its own six-process cluster.
-STROM_BIN="$PWD/target/debug" python3 -m pytest -c tests/pytest.ini --rootdir tests tests/cluster "$@"
+STROM_BIN="$PWD/target/debug" python3 -m pytest -c tests/pytest.ini --rootdir tests tests/cluster
 
 # Release archive and the docker-compose cluster, packed from the debug programs built above
 # (a release build takes too long on a small CI machine). The compose suite skips itself,
