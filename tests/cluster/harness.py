@@ -137,11 +137,6 @@ class Broker:
         if self.process is not None:
             self.process.stop(timeout=30)
 
-    def log_tail(self, chars=4000):
-        if self.process is None or not self.process.log.exists():
-            return ""
-        return self.process.log.read_text(errors="replace")[-chars:]
-
 
 class StromCluster:
     def __init__(self, workdir, broker_extra=""):
@@ -374,7 +369,7 @@ def produce(bootstrap, topic, values, partition=None, acks="all", timeout=30):
     return results
 
 
-def consume_all(bootstrap, topic, partitions, expected_total=None, timeout=60, isolation="read_committed"):
+def consume_all(bootstrap, topic, partitions, timeout=60, isolation="read_committed"):
     """Reads every partition of `topic` from the beginning with confluent-kafka (no group, manual
     assignment) until each partition's high watermark; returns {partition: [(offset, key, value)]}."""
     from confluent_kafka import Consumer, KafkaError, TopicPartition, OFFSET_BEGINNING
