@@ -30,7 +30,6 @@ KEEPER_PID=
 cleanup() {
     for id in "${!PID[@]}"; do kill -9 "${PID[$id]}" 2>/dev/null || true; done
     [ -n "$KEEPER_PID" ] && kill -9 "$KEEPER_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -50,14 +49,15 @@ ZK=127.0.0.1:$ZP
 mkdir -p "$WORK/keeper"
 # tickTime=500 so that the 3 s session timeout is inside the negotiable [2, 20] x tickTime range.
 printf 'dataDir=%s\nclientPort=%s\nclientPortAddress=127.0.0.1\ntickTime=500\nmaxClientCnxns=0\n' "$WORK/keeper" "$ZP" > "$WORK/zookeeper.properties"
-RUST_LOG=warn "$BIN/zookeeper-server-start" "$WORK/zookeeper.properties" > "$WORK/keeper.log" 2>&1 &
-KEEPER_PID=$!
+(RUST_LOG=warn "$BIN/zookeeper-server-start" "$WORK/zookeeper.properties" > "$WORK/keeper.log" 2>&1 &
+ echo $! > "$WORK/keeper.pid")
+KEEPER_PID=$(cat "$WORK/keeper.pid")
 wait_for 30 "keeper" port_open "$ZP"
 
 start_broker() {
     local id=$1
     # Started from a subshell that exits at once, so the broker is not a job of this shell and
-    # killing it prints no "Killed" job notice.
+    # killing it prints no "Killed" job notice (the keeper likewise).
     (RUST_LOG=warn "$BIN/kafka-server-start" "$WORK/server-$id.properties" >> "$WORK/broker-$id.log" 2>&1 &
      echo $! > "$WORK/broker-$id.pid")
     PID[$id]=$(cat "$WORK/broker-$id.pid")
@@ -77,6 +77,9 @@ default.replication.factor=3
 offsets.topic.replication.factor=3
 min.insync.replicas=2
 auto.create.topics.enable=false
+# Off so that a preferred-leader move after the previous round's restart cannot coincide with
+# a kill and pass for a failover.
+auto.leader.rebalance.enable=false
 EOF
     start_broker "$id"
 done
