@@ -8,6 +8,7 @@
 //! from its cache, opens a new session, re-registers and reloads everything.
 
 pub mod admin;
+pub mod liveness;
 pub(crate) mod loader;
 pub mod znodes;
 
@@ -204,8 +205,9 @@ impl Cluster {
             controller::Settings::from_config(&self.config),
             zk.events(),
         ));
+        let prober = tokio::spawn(liveness::run(zk.clone(), self.config.broker_id));
         tracing::info!(broker_id = self.config.broker_id, session = zk.session_id(), "registered with keeper");
-        Ok(Session { zk, events, controller })
+        Ok(Session { zk, events, controller, prober })
     }
 
     /// Creates `/brokers/ids/<id>`; a node left by an earlier session of ours is waited out
@@ -282,6 +284,7 @@ impl Cluster {
             if reconnect {
                 tracing::warn!("keeper session lost; reconnecting");
                 session.controller.abort();
+                session.prober.abort();
                 self.set_keeper(None);
                 match self.reconnect(&mut shutdown).await {
                     Some(s) => session = s,
@@ -300,6 +303,7 @@ impl Cluster {
             }
         }
         session.controller.abort();
+        session.prober.abort();
     }
 
     async fn reconnect(&self, shutdown: &mut watch::Receiver<bool>) -> Option<Session> {
@@ -403,6 +407,7 @@ struct Session {
     zk: Arc<KeeperClient>,
     events: broadcast::Receiver<WatchedEvent>,
     controller: JoinHandle<()>,
+    prober: JoinHandle<()>,
 }
 
 #[derive(Debug, thiserror::Error)]

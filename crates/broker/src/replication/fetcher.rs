@@ -168,6 +168,9 @@ struct FetcherRun {
 enum StreamEnd {
     /// Nothing left to fetch: the task ends.
     Idle,
+    /// The partition set changed: a new stream on the same connection, so an added
+    /// partition does not wait out the leader's long poll of the old set.
+    Restart,
     /// Connection or protocol trouble: reconnect after a backoff.
     Broken(String),
 }
@@ -175,20 +178,29 @@ enum StreamEnd {
 impl FetcherRun {
     async fn run(self) {
         let mut backoff = RETRY_BACKOFF;
+        let mut channel: Option<Channel> = None;
         loop {
             if lock(&self.fetcher.partitions).is_empty() {
                 return;
             }
-            let end = match self.connect().await {
-                Ok(channel) => {
+            let ch = match channel.take() {
+                Some(c) => Ok(c),
+                None => self.connect().await,
+            };
+            let end = match ch {
+                Ok(ch) => {
                     backoff = RETRY_BACKOFF;
-                    self.stream(channel).await
+                    let end = self.stream(ch.clone()).await;
+                    channel = Some(ch);
+                    end
                 }
                 Err(e) => StreamEnd::Broken(e),
             };
             match end {
                 StreamEnd::Idle => return,
+                StreamEnd::Restart => {}
                 StreamEnd::Broken(why) => {
+                    channel = None;
                     tracing::debug!(leader = self.leader, reason = %why, "replica fetch stream ended; reconnecting");
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -231,7 +243,11 @@ impl FetcherRun {
         let mut in_flight = first.1;
         let round_timeout = self.settings.max_wait + Duration::from_secs(15);
         loop {
-            let response = match tokio::time::timeout(round_timeout, inbound.message()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout(round_timeout, inbound.message()) => next,
+                _ = self.fetcher.changed.notified() => return StreamEnd::Restart,
+            };
+            let response = match next {
                 Ok(Ok(Some(r))) => r,
                 Ok(Ok(None)) => return StreamEnd::Broken("leader closed the stream".into()),
                 Ok(Err(status)) => return StreamEnd::Broken(status.to_string()),
