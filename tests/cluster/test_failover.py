@@ -138,8 +138,14 @@ def test_acknowledged_records_survive_leader_kills(cluster3, topic_name):
         assert seqs == sorted(seqs), f"partition {p}: records out of order"
         # Every delivery succeeded, so nothing may be missing either.
         assert seqs == list(range(producer.sent[p])), f"partition {p}: sequence has gaps"
-        # Every acknowledged record is at the offset its acknowledgement named.
+        # Every acknowledged record is at the offset its acknowledgement named. librdkafka may
+        # report a delivery without an offset (None): when a retried batch's outcome is only
+        # inferred (the idempotent producer saw a later batch succeed, or the broker answered
+        # DUPLICATE_SEQUENCE_NUMBER); such records are checked by the sequence above.
         at = dict(records)
-        missing = [(s, o) for s, o, _ in acked if at.get(o) != s]
+        missing = [(s, o) for s, o, _ in acked if o is not None and at.get(o) != s]
         assert not missing, f"partition {p}: {len(missing)} acknowledged records missing or moved, e.g. {missing[:5]}"
+        unknown = [s for s, o, _ in acked if o is None]
+        if unknown:
+            print(f"partition {p}: {len(unknown)} deliveries reported without an offset (seq {unknown[0]}..{unknown[-1]})")
     print(f"{total_acked} acknowledged records over {PARTITIONS} partitions, all present exactly once and in order")
