@@ -212,7 +212,7 @@ impl Cluster {
 
     /// Creates `/brokers/ids/<id>`; a node left by an earlier session of ours is waited out
     /// (bounded by the session timeout), as Kafka does after a quick restart.
-    async fn register(&self, zk: &Arc<KeeperClient>) -> Result<(), SessionError> {
+    async fn register(&self, zk: &KeeperClient) -> Result<(), SessionError> {
         let id = self.config.broker_id;
         let path = broker_path(id);
         let reg = BrokerRegistration::new(&self.endpoint.0, self.endpoint.1, self.config.broker_rack.clone(), now_ms());
@@ -331,6 +331,16 @@ impl Cluster {
         let mut snap = (*old).clone();
         if what.all || what.brokers {
             snap.brokers = loader::load_brokers(zk).await?;
+            if !snap.brokers.contains_key(&self.config.broker_id) && zk.state() == KeeperState::SyncConnected {
+                // Our registration is gone while our session lives: another broker's probe
+                // took us for dead (cluster/liveness.rs). Register again.
+                tracing::warn!(broker_id = self.config.broker_id, "own registration disappeared; registering again");
+                match self.register(zk).await {
+                    Ok(()) => snap.brokers = loader::load_brokers(zk).await?,
+                    Err(SessionError::Keeper(e)) => return Err(e),
+                    Err(e) => tracing::warn!(error = %e, "re-registration failed"),
+                }
+            }
         }
         if what.all || what.controller {
             snap.controller_id = loader::load_controller(zk).await?;
