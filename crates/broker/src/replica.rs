@@ -602,3 +602,100 @@ impl ReplicaManager {
         self.logs.shutdown()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use indexmap::IndexMap;
+    use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+
+    use super::*;
+    use crate::metadata::MetadataCache;
+    use crate::replication::fetcher::FetchSettings;
+
+    fn manager(dir: &std::path::Path) -> ReplicaManager {
+        let settings = FetchSettings {
+            broker_id: 1,
+            num_fetchers: 1,
+            partition_max_bytes: 1 << 20,
+            response_max_bytes: 10 << 20,
+            max_wait: Duration::from_millis(100),
+        };
+        let fetchers = Arc::new(FetcherManager::new(settings, Arc::new(MetadataCache::default())));
+        let logs = LogManager::open(&[dir.to_path_buf()], LogConfig::default()).unwrap();
+        ReplicaManager::new(1, logs, LogConfig::default(), 2, fetchers)
+    }
+
+    fn batch(n: usize) -> BytesMut {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 0,
+                key: None,
+                value: Some(bytes::Bytes::from_static(b"v")),
+                headers: IndexMap::new(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
+        )
+        .unwrap();
+        buf
+    }
+
+    fn meta(leader: i32, leader_epoch: i32, isr: &[i32], zk_version: i32) -> PartitionMeta {
+        PartitionMeta { replicas: vec![1, 2, 3], leader, leader_epoch, isr: isr.to_vec(), zk_version }
+    }
+
+    #[test]
+    fn high_watermark_follows_the_isr_and_laggards_leave_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let rm = manager(dir.path());
+        let none = BTreeMap::new();
+        assert_eq!(
+            rm.apply_partition_state("t", 0, &meta(1, 0, &[1, 2, 3], 0), &none).unwrap(),
+            RoleChange::BecameLeader
+        );
+        let p = rm.get("t", 0).unwrap();
+        assert!(p.has_min_isr());
+        p.log.append(batch(5), 0).unwrap();
+        p.appended();
+        // Followers 2 and 3 have not fetched: nothing is committed yet.
+        assert_eq!(p.high_watermark(), 0);
+        let t0 = Instant::now();
+        assert!(p.record_follower_fetch(2, 5, t0).is_none());
+        assert_eq!(p.high_watermark(), 0, "3 still holds it back");
+        assert!(p.record_follower_fetch(3, 3, t0).is_none());
+        assert_eq!(p.high_watermark(), 3);
+        // 3 stays behind past the lag limit: it is dropped, and the HW moves to what 1 and 2 hold.
+        let later = t0 + Duration::from_secs(40);
+        let change = p.isr_shrink(Duration::from_secs(30), later).expect("shrink");
+        assert_eq!(change.new_isr, vec![1, 2]);
+        assert!(p.isr_shrink(Duration::from_secs(30), later).is_none(), "one write in flight at a time");
+        p.isr_update_done(Some((&change.new_isr, 1)));
+        assert_eq!(p.isr(), vec![1, 2]);
+        assert_eq!(p.high_watermark(), 5);
+        // 3 catches up to the HW: it is proposed for the ISR again.
+        let expand = p.record_follower_fetch(3, 5, later).expect("expand");
+        assert_eq!(expand.new_isr, vec![1, 2, 3]);
+        p.isr_update_done(None);
+        // An older state (same epoch, lower znode version) does not undo the shrink.
+        assert_eq!(rm.apply_partition_state("t", 0, &meta(1, 0, &[1, 2, 3], 0), &none).unwrap(), RoleChange::None);
+        assert_eq!(p.isr(), vec![1, 2]);
+        // The ISR falls below min.insync.replicas=2.
+        p.isr_update_done(Some((&[1], 2)));
+        assert!(!p.has_min_isr());
+        rm.shutdown().unwrap();
+    }
+}

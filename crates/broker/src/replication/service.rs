@@ -293,3 +293,71 @@ fn read_partition(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use strom_proto::replication::PartitionLeadership;
+    use strom_storage::{LogConfig, LogManager};
+
+    use super::*;
+    use crate::replication::fetcher::{FetchSettings, FetcherManager};
+
+    fn service(dir: &std::path::Path) -> (ReplicationService, Arc<ReplicaManager>) {
+        let cache = Arc::new(MetadataCache::default());
+        let settings = FetchSettings {
+            broker_id: 1,
+            num_fetchers: 1,
+            partition_max_bytes: 1 << 20,
+            response_max_bytes: 10 << 20,
+            max_wait: Duration::from_millis(100),
+        };
+        let fetchers = Arc::new(FetcherManager::new(settings, cache.clone()));
+        let logs = LogManager::open(&[dir.to_path_buf()], LogConfig::default()).unwrap();
+        let replicas = Arc::new(ReplicaManager::new(1, logs, LogConfig::default(), 1, fetchers));
+        let (tx, _rx) = mpsc::unbounded_channel();
+        (ReplicationService::new(replicas.clone(), cache, tx), replicas)
+    }
+
+    fn leadership(leader: i32, leader_epoch: i32) -> PartitionLeadership {
+        PartitionLeadership {
+            topic: "t".into(),
+            partition: 0,
+            leader,
+            leader_epoch,
+            isr: vec![1, 2],
+            replicas: vec![1, 2],
+            zk_version: leader_epoch,
+        }
+    }
+
+    #[tokio::test]
+    async fn leader_and_isr_from_a_stale_controller_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, replicas) = service(dir.path());
+        let req = |epoch: i32, p: PartitionLeadership| LeaderAndIsrRequest {
+            controller_id: 3,
+            controller_epoch: epoch,
+            partitions: vec![p],
+        };
+        let ok = svc.inner.leader_and_isr(req(5, leadership(1, 0)));
+        assert_eq!(ok.error_code, 0);
+        let p = replicas.get("t", 0).expect("hosted");
+        assert!(p.is_leader());
+        assert_eq!(p.leader_epoch(), 0);
+
+        // A controller of an older epoch may not demote us.
+        let stale = svc.inner.leader_and_isr(req(4, leadership(2, 1)));
+        assert_eq!(stale.error_code, i32::from(ResponseError::StaleControllerEpoch.code()));
+        assert!(p.is_leader(), "a stale controller's state must not apply");
+
+        // The current controller may; an older leader epoch from it is ignored.
+        assert_eq!(svc.inner.leader_and_isr(req(5, leadership(2, 1))).error_code, 0);
+        assert!(!p.is_leader());
+        assert_eq!(p.leader_epoch(), 1);
+        assert_eq!(svc.inner.leader_and_isr(req(6, leadership(1, 0))).error_code, 0);
+        assert_eq!((p.is_leader(), p.leader_epoch()), (false, 1));
+        replicas.shutdown().unwrap();
+    }
+}
