@@ -4,12 +4,13 @@
 //! (`zookeeper.session.timeout.ms` after its last heartbeat); until then the broker is still
 //! registered, still leads its partitions, and may still hold `/controller`. A process that
 //! is gone, though, shows at once: its port refuses connections. Every broker probes the
-//! others' ports a few times a second. When the controller's port refuses, any broker
-//! deletes `/controller` (ZooKeeper lets any session delete an ephemeral), so a new one is
-//! elected; when another broker's port refuses, the controller deletes that broker's
-//! registration, `/brokers/ids/<id>`. The usual watches then move leadership on. Only the
-//! controller retires registrations, so no two brokers race to delete one — a restarted
-//! broker's fresh registration cannot be hit by a late delete meant for its predecessor. A slow or unreachable broker (a timeout, a cut
+//! others' ports a few times a second. When a broker's port refuses, the controller deletes
+//! that broker's registration, `/brokers/ids/<id>` (ZooKeeper lets any session delete an
+//! ephemeral); when the dead broker *is* the controller, any broker deletes its registration
+//! and then `/controller`, so the controller elected next already sees it gone. The usual
+//! watches then move leadership on. Each delete is checked against the session that created
+//! the registration, read right after the refused probe: a restarted broker binds its port
+//! before it registers, so its fresh registration cannot be mistaken for its predecessor's. A slow or unreachable broker (a timeout, a cut
 //! network) proves nothing and is left to the session timeout, so a live broker is never
 //! declared dead by a probe.
 
@@ -77,23 +78,23 @@ async fn retire(zk: &KeeperClient, id: i32, me: i32) -> Result<(), KeeperError> 
     if owner == 0 {
         return Ok(());
     }
-    if let Some(ctl) = zk.exists(CONTROLLER, false).await? {
-        if ctl.ephemeral_owner == owner {
-            tracing::warn!(broker = id, session = owner, "controller refuses connections; removing /controller");
-            match zk.delete(CONTROLLER, Some(ctl.version)).await {
-                Ok(()) | Err(KeeperError::NoNode | KeeperError::BadVersion) => {}
-                Err(e) => return Err(e),
-            }
-            // A new controller (maybe us) is elected now; it retires the registration.
-            return Ok(());
-        }
-    }
-    if loader::load_controller(zk).await? != me {
+    let controller = zk.exists(CONTROLLER, false).await?.filter(|ctl| ctl.ephemeral_owner == owner);
+    if controller.is_none() && loader::load_controller(zk).await? != me {
         return Ok(());
     }
     tracing::warn!(broker = id, session = owner, "broker refuses connections; removing its registration");
     match zk.delete(&path, Some(reg.version)).await {
-        Ok(()) | Err(KeeperError::NoNode | KeeperError::BadVersion) => Ok(()),
-        Err(e) => Err(e),
+        Ok(()) | Err(KeeperError::NoNode | KeeperError::BadVersion) => {}
+        Err(e) => return Err(e),
     }
+    // The registration goes first: the controller elected next must not count the dead
+    // broker as live.
+    if let Some(ctl) = controller {
+        tracing::warn!(broker = id, session = owner, "dead broker held /controller; removing it");
+        match zk.delete(CONTROLLER, Some(ctl.version)).await {
+            Ok(()) | Err(KeeperError::NoNode | KeeperError::BadVersion) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
