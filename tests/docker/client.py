@@ -5,9 +5,12 @@
   client.py consume  BOOTSTRAP TOPIC PREFIX COUNT [--partitions N] [--timeout S]
   client.py leader   BOOTSTRAP TOPIC PARTITION            prints the leader's broker id
   client.py isr      BOOTSTRAP TOPIC PARTITION            prints the in-sync replica count
-  client.py durable  BOOTSTRAP TOPIC ACKED_FILE STOP_FILE  acks=all until STOP_FILE exists;
-                                                           every acknowledged value -> ACKED_FILE
+  client.py durable  BOOTSTRAP TOPIC ACKED_FILE STOP_FILE [--prefix P] [--min N]
+                     numbered records P-0, P-1, ... with acks=all (idempotent) until STOP_FILE
+                     exists and at least N were sent; every acknowledged value -> ACKED_FILE
   client.py verify   BOOTSTRAP TOPIC ACKED_FILE [--partitions N] [--timeout S]
+                     every acknowledged value is in the topic exactly once, and each prefix's
+                     numbers increase along every partition
 
 Every wait is bounded; a failure exits non-zero with a message naming what was missing.
 """
@@ -110,10 +113,15 @@ def durable(args):
             failed.append(str(err))
 
     i = 0
-    while not os.path.exists(args.stop_file):
-        p.produce(args.topic, value=f"durable-{i}".encode(), on_delivery=done)
+    while i < args.min or not os.path.exists(args.stop_file):
+        try:
+            p.produce(args.topic, value=f"{args.prefix}-{i}".encode(), on_delivery=done)
+        except BufferError:
+            p.poll(0.05)
+            continue
         i += 1
-        p.poll(0.01)
+        # About 1,000 records/s, so the run spans the failure the test injects.
+        p.poll(0.001)
     left = p.flush(120)
     acked.close()
     n = sum(1 for _ in open(args.acked_file))
@@ -122,15 +130,55 @@ def durable(args):
         fail("no record was acknowledged")
 
 
+def read_partitions(bootstrap, topic, partitions, want, timeout):
+    """Every partition from offset 0, as {partition: [values in offset order]}, until
+    `want(set of values)` holds or the deadline passes."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"unused-{topic}",
+                  "enable.auto.commit": False, "enable.auto.offset.store": False,
+                  "auto.offset.reset": "earliest"})
+    out = {p: [] for p in range(partitions)}
+    seen = set()
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+        deadline = time.monotonic() + timeout
+        while not want(seen) and time.monotonic() < deadline:
+            for m in c.consume(500, timeout=1.0):
+                if m.error() is None:
+                    v = m.value().decode()
+                    out[m.partition()].append(v)
+                    seen.add(v)
+        # Drain what is left, so a duplicate after the last wanted record is seen too.
+        for m in c.consume(10000, timeout=2.0):
+            if m.error() is None:
+                out[m.partition()].append(m.value().decode())
+    finally:
+        c.close()
+    return out
+
+
 def verify(args):
     acked = {line.strip() for line in open(args.acked_file) if line.strip()}
-    values = read_all(args.bootstrap, args.topic, args.partitions,
-                      lambda vs: acked.issubset(vs), args.timeout)
-    missing = acked.difference(values)
+    per_partition = read_partitions(args.bootstrap, args.topic, args.partitions,
+                                    lambda vs: acked.issubset(vs), args.timeout)
+    counts = {}
+    for p, values in per_partition.items():
+        last = {}
+        for v in values:
+            counts[v] = counts.get(v, 0) + 1
+            prefix, _, num = v.rpartition("-")
+            if num.isdigit():
+                if int(num) <= last.get(prefix, -1):
+                    fail(f"verify {args.topic}: partition {p} has {v} after {prefix}-{last[prefix]}")
+                last[prefix] = int(num)
+    missing = sorted(v for v in acked if v not in counts)
     if missing:
         fail(f"verify {args.topic}: {len(missing)} of {len(acked)} acknowledged records lost, "
-             f"e.g. {sorted(missing)[:5]}")
-    print(f"verify: all {len(acked)} acknowledged records read back from {args.topic}")
+             f"e.g. {missing[:5]}")
+    twice = sorted(v for v in acked if counts[v] > 1)
+    if twice:
+        fail(f"verify {args.topic}: {len(twice)} acknowledged records stored more than once, e.g. {twice[:5]}")
+    print(f"verify: all {len(acked)} acknowledged records read back from {args.topic}, "
+          f"each once and in order")
 
 
 def main():
@@ -155,6 +203,8 @@ def main():
     s.add_argument("topic")
     s.add_argument("acked_file")
     s.add_argument("stop_file")
+    s.add_argument("--prefix", default="durable")
+    s.add_argument("--min", type=int, default=0)
     s = sub.add_parser("verify")
     s.add_argument("bootstrap")
     s.add_argument("topic")
