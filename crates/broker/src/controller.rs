@@ -407,8 +407,12 @@ impl Controller {
         // Partitions are independent: their reads and writes go to the keeper together
         // (pipelined on the session), so a failover touching many partitions costs a few
         // round trips, not one per partition.
+        let unclean = self.unclean_for(topic).await?;
         let results = futures::future::join_all(
-            replicas.iter().enumerate().map(|(p, replicas)| self.reconcile_partition(topic, p as i32, replicas, live)),
+            replicas
+                .iter()
+                .enumerate()
+                .map(|(p, replicas)| self.reconcile_partition(topic, p as i32, replicas, live, unclean)),
         )
         .await;
         for r in results {
@@ -419,17 +423,30 @@ impl Controller {
         Ok(changed)
     }
 
+    /// `unclean.leader.election.enable` for a topic: its override in `/config/topics/<t>`,
+    /// else the broker setting.
+    async fn unclean_for(&self, topic: &str) -> Result<bool, KeeperError> {
+        match self.zk.get_data(&topic_config_path(topic), false).await {
+            Ok((data, _)) => Ok(serde_json::from_slice::<TopicConfigNode>(&data)
+                .ok()
+                .and_then(|c| c.config.get("unclean.leader.election.enable").map(|v| v.trim() == "true"))
+                .unwrap_or(self.settings.unclean)),
+            Err(KeeperError::NoNode) => Ok(self.settings.unclean),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn reconcile_partition(
         &self,
         topic: &str,
         p: i32,
         replicas: &[i32],
         live: &BTreeSet<i32>,
+        unclean: bool,
     ) -> Result<Option<(PartitionLeadership, Vec<i32>)>, KeeperError> {
         let zk = &self.zk;
         let current = crate::cluster::loader::load_partition_state(zk, topic, p).await?;
-        let decided =
-            decide_partition_state(current.as_ref().map(|(s, _)| s), replicas, live, self.epoch, self.settings.unclean);
+        let decided = decide_partition_state(current.as_ref().map(|(s, _)| s), replicas, live, self.epoch, unclean);
         let Some(next) = decided else { return Ok(None) };
         let data = serde_json::to_vec(&next).map_err(|e| KeeperError::Marshalling(e.to_string()))?;
         let path = partition_state_path(topic, p);

@@ -245,3 +245,32 @@ async fn wait_brokers(conn: &mut Conn, n: usize) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_override_enables_unclean_election() {
+    let cluster = Cluster::start("auto.leader.rebalance.enable=false").await;
+    let (second, _dir) = second_broker(&cluster, "auto.leader.rebalance.enable=false").await;
+    let mut conn = cluster.connect().await;
+    let zk = keeper(&cluster).await;
+    wait_brokers(&mut conn, 2).await;
+    create_assigned(&zk, &mut conn, "lossy", r#"{"0":[2,1]}"#, 1).await;
+    // Broker 2, the only ISR member, is gone and the partition offline (as in the test above).
+    second.shutdown().await;
+    let deadline = Instant::now() + TIMEOUT;
+    while conn.call(9, &MetadataRequest::default().with_topics(Some(vec![]))).await.brokers.len() != 1 {
+        assert!(Instant::now() < deadline, "broker 2 never left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    set_state(&zk, "lossy", 0, -1, &[2]).await;
+    wait_leadership(&mut conn, "lossy", 0, |(l, _, isr)| *l == -1 && *isr == [2]).await;
+    // The broker default forbids unclean election; the topic's override allows it. Touching
+    // the topic node makes the controller look again.
+    let (data, stat) = zk.get_data("/brokers/topics/lossy", false).await.unwrap();
+    zk.set_data("/config/topics/lossy", br#"{"version":1,"config":{"unclean.leader.election.enable":"true"}}"#, None)
+        .await
+        .unwrap();
+    zk.set_data("/brokers/topics/lossy", &data, Some(stat.version)).await.unwrap();
+    wait_leadership(&mut conn, "lossy", 0, |(l, _, isr)| *l == 1 && *isr == [1]).await;
+    zk.close().await;
+    cluster.stop().await;
+}
