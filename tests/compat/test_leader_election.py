@@ -3,7 +3,17 @@ elect) and a two-broker cluster where a partition's preferred replica does not l
 import json
 import time
 
-from conftest import Cluster
+from conftest import Cluster, wait_until
+
+
+def brokers_seen_by(port):
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{port}", request_timeout_ms=3000)
+    try:
+        return len(admin.describe_cluster()["brokers"])
+    finally:
+        admin.close()
 
 
 def ok(r):
@@ -70,6 +80,9 @@ def test_preferred_election_moves_leadership_back(tmp_path, tools, topic_name):
         two.zk_port, two.zookeeper = one.zk_port, one.zookeeper
         two.start_broker(no_auto)
         bs = ["--bootstrap-server", one.bootstrap]
+        # Broker 1 learns of broker 2 through its keeper watch, a moment after 2 is up; an
+        # assignment naming a broker it has not seen yet is refused, as Kafka refuses it.
+        wait_until("broker 1 sees broker 2", lambda: brokers_seen_by(one.broker_port) >= 2, timeout=20)
         ok(tools("kafka-topics", "--create", *bs, "--topic", topic_name, "--replica-assignment", "1:2,2:1"))
         describe_until(tools, one.bootstrap, topic_name,
                        lambda o: "Partition: 0\tLeader: 1\tReplicas: 1,2\tIsr: 1,2" in o
