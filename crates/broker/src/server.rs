@@ -112,12 +112,16 @@ impl Broker {
             isr_rx,
             shutdown_rx.clone(),
         ));
-        let checkpoints = tokio::spawn(checkpoint_loop(
+        // High watermarks every `replica.high.watermark.checkpoint.interval.ms`, so a restarted
+        // replica does not expose offsets that were never committed.
+        let checkpoints = tokio::spawn(periodic(
+            "high watermark checkpoint",
             replicas.clone(),
             Duration::from_millis(state.config.replica_high_watermark_checkpoint_interval_ms),
+            ReplicaManager::checkpoint_high_watermarks,
             shutdown_rx.clone(),
         ));
-        let ticker = tokio::spawn(tick_loop(replicas, tick_every, shutdown_rx));
+        let ticker = tokio::spawn(periodic("log maintenance", replicas, tick_every, |r| r.tick(now_ms()), shutdown_rx));
         tracing::info!(
             broker_id = state.config.broker_id,
             %local_addr,
@@ -180,27 +184,15 @@ impl Broker {
     }
 }
 
-async fn tick_loop(replicas: Arc<ReplicaManager>, every: Duration, mut shutdown: watch::Receiver<bool>) {
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await;
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {
-                let replicas = replicas.clone();
-                // Retention deletes files; keep that off the async workers.
-                if let Err(e) = tokio::task::spawn_blocking(move || replicas.tick(now_ms())).await {
-                    tracing::warn!(error = %e, "log maintenance task failed");
-                }
-            }
-            _ = shutdown.changed() => break,
-        }
-    }
-}
-
-/// Persists high watermarks every `replica.high.watermark.checkpoint.interval.ms`, so a
-/// restarted replica does not expose offsets that were never committed.
-async fn checkpoint_loop(replicas: Arc<ReplicaManager>, every: Duration, mut shutdown: watch::Receiver<bool>) {
+/// Runs `work` on a blocking thread (it touches files: retention deletes them, checkpoints
+/// fsync) every `every`, until shutdown.
+async fn periodic(
+    what: &'static str,
+    replicas: Arc<ReplicaManager>,
+    every: Duration,
+    work: fn(&ReplicaManager),
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut interval = tokio::time::interval(every.max(Duration::from_millis(10)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
@@ -208,8 +200,8 @@ async fn checkpoint_loop(replicas: Arc<ReplicaManager>, every: Duration, mut shu
         tokio::select! {
             _ = interval.tick() => {
                 let replicas = replicas.clone();
-                if let Err(e) = tokio::task::spawn_blocking(move || replicas.checkpoint_high_watermarks()).await {
-                    tracing::warn!(error = %e, "high watermark checkpoint task failed");
+                if let Err(e) = tokio::task::spawn_blocking(move || work(&replicas)).await {
+                    tracing::warn!(task = what, error = %e, "periodic task failed");
                 }
             }
             _ = shutdown.changed() => break,

@@ -527,18 +527,6 @@ impl GroupCoordinator {
         generation: i32,
         topics: Vec<(String, Vec<CommitEntry>)>,
     ) -> (TopicCodes, Option<CommitWait>) {
-        let (codes, wait) = self.commit_inner(group_id, member_id, instance, generation, topics);
-        (codes, wait)
-    }
-
-    fn commit_inner(
-        &self,
-        group_id: &str,
-        member_id: &str,
-        instance: Option<&str>,
-        generation: i32,
-        topics: Vec<(String, Vec<CommitEntry>)>,
-    ) -> (TopicCodes, Option<CommitWait>) {
         let all = |e: i16, topics: &[(String, Vec<CommitEntry>)]| -> (TopicCodes, Option<CommitWait>) {
             (topics.iter().map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, e)).collect())).collect(), None)
         };
