@@ -603,6 +603,26 @@ impl ReplicaManager {
     }
 }
 
+/// Broker 1's replica manager over `dir`, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_manager(
+    dir: &std::path::Path,
+    min_insync: i32,
+    cache: Arc<crate::metadata::MetadataCache>,
+) -> ReplicaManager {
+    use crate::replication::fetcher::FetchSettings;
+    let settings = FetchSettings {
+        broker_id: 1,
+        num_fetchers: 1,
+        partition_max_bytes: 1 << 20,
+        response_max_bytes: 10 << 20,
+        max_wait: Duration::from_millis(100),
+    };
+    let fetchers = Arc::new(FetcherManager::new(settings, cache));
+    let logs = LogManager::open(&[dir.to_path_buf()], LogConfig::default()).expect("open logs");
+    ReplicaManager::new(1, logs, LogConfig::default(), min_insync, fetchers)
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::BytesMut;
@@ -611,19 +631,9 @@ mod tests {
 
     use super::*;
     use crate::metadata::MetadataCache;
-    use crate::replication::fetcher::FetchSettings;
 
     fn manager(dir: &std::path::Path) -> ReplicaManager {
-        let settings = FetchSettings {
-            broker_id: 1,
-            num_fetchers: 1,
-            partition_max_bytes: 1 << 20,
-            response_max_bytes: 10 << 20,
-            max_wait: Duration::from_millis(100),
-        };
-        let fetchers = Arc::new(FetcherManager::new(settings, Arc::new(MetadataCache::default())));
-        let logs = LogManager::open(&[dir.to_path_buf()], LogConfig::default()).unwrap();
-        ReplicaManager::new(1, logs, LogConfig::default(), 2, fetchers)
+        test_manager(dir, 2, Arc::new(MetadataCache::default()))
     }
 
     fn batch(n: usize) -> BytesMut {

@@ -199,11 +199,7 @@ async fn unclean_election_on_request_elects_an_out_of_sync_replica() {
     // (With replication running, broker 1 would rejoin 2's ISR within moments, so the
     // offline state is written the way a controller leaves it, once 2 is gone.)
     second.shutdown().await;
-    let deadline = Instant::now() + TIMEOUT;
-    while conn.call(9, &MetadataRequest::default().with_topics(Some(vec![]))).await.brokers.len() != 1 {
-        assert!(Instant::now() < deadline, "broker 2 never left");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_brokers_exactly(&mut conn, 1).await;
     set_state(&zk, "dirty", 0, -1, &[2]).await;
     wait_leadership(&mut conn, "dirty", 0, |(l, _, isr)| *l == -1 && *isr == [2]).await;
 
@@ -238,6 +234,15 @@ async fn auto_rebalance_restores_preferred_leaders() {
     cluster.stop().await;
 }
 
+/// Waits until Metadata lists exactly `n` brokers (one has left).
+async fn wait_brokers_exactly(conn: &mut Conn, n: usize) {
+    let deadline = Instant::now() + TIMEOUT;
+    while conn.call(9, &MetadataRequest::default().with_topics(Some(vec![]))).await.brokers.len() != n {
+        assert!(Instant::now() < deadline, "the broker count never reached {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn wait_brokers(conn: &mut Conn, n: usize) {
     let deadline = Instant::now() + TIMEOUT;
     while conn.call(9, &MetadataRequest::default().with_topics(Some(vec![]))).await.brokers.len() < n {
@@ -256,11 +261,7 @@ async fn topic_override_enables_unclean_election() {
     create_assigned(&zk, &mut conn, "lossy", r#"{"0":[2,1]}"#, 1).await;
     // Broker 2, the only ISR member, is gone and the partition offline (as in the test above).
     second.shutdown().await;
-    let deadline = Instant::now() + TIMEOUT;
-    while conn.call(9, &MetadataRequest::default().with_topics(Some(vec![]))).await.brokers.len() != 1 {
-        assert!(Instant::now() < deadline, "broker 2 never left");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_brokers_exactly(&mut conn, 1).await;
     set_state(&zk, "lossy", 0, -1, &[2]).await;
     wait_leadership(&mut conn, "lossy", 0, |(l, _, isr)| *l == -1 && *isr == [2]).await;
     // The broker default forbids unclean election; the topic's override allows it. Touching

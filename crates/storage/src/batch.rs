@@ -282,7 +282,7 @@ impl<'a> Batch<'a> {
 }
 
 /// Reads one zig-zag varint (Kafka's varint/varlong encoding).
-fn read_varint(bytes: &[u8]) -> Option<(i64, &[u8])> {
+pub(crate) fn read_varint(bytes: &[u8]) -> Option<(i64, &[u8])> {
     let mut value: u64 = 0;
     for (i, b) in bytes.iter().enumerate().take(10) {
         value |= u64::from(b & 0x7f) << (7 * i);

@@ -9,7 +9,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 
-use crate::batch::{self, Batch, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
+use crate::batch::{self, read_varint, Batch, HEADER_SIZE, LOG_OVERHEAD, MAGIC_V2};
 use crate::error::LogError;
 
 /// Attribute bit 6: `baseTimestamp` holds the delete horizon of the batch's tombstones and
@@ -31,19 +31,6 @@ pub(crate) struct RawRecord<'a> {
 
 fn corrupt(what: &str) -> LogError {
     LogError::CorruptRecord(what.to_string())
-}
-
-/// Reads one zig-zag varint/varlong (Kafka uses the same encoding for both).
-fn read_varint(bytes: &[u8]) -> Option<(i64, &[u8])> {
-    let mut value: u64 = 0;
-    for (i, b) in bytes.iter().enumerate().take(10) {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b & 0x80 == 0 {
-            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
-            return Some((decoded, &bytes[i + 1..]));
-        }
-    }
-    None
 }
 
 fn put_varint(out: &mut Vec<u8>, v: i64) {

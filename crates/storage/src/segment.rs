@@ -202,13 +202,7 @@ impl Segment {
     /// (built in memory) must not be written before then.
     pub(crate) fn create_cleaned(dir: &Path, base_offset: i64, now_ms: i64) -> Result<(Self, PathBuf), LogError> {
         let path = dir.join(format!("{}.{CLEANED_SUFFIX}", file_name(base_offset, LOG_SUFFIX)));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .ctx(|| format!("creating {}", path.display()))?;
+        let file = create_empty(&path).ctx(|| format!("creating {}", path.display()))?;
         Ok((Self::new(dir, base_offset, file, 0, now_ms), path))
     }
 
@@ -264,13 +258,7 @@ impl Segment {
     /// Creates an empty segment, replacing any stale files of the same name.
     pub(crate) fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Self, LogError> {
         let path = dir.join(file_name(base_offset, LOG_SUFFIX));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .ctx(|| format!("creating segment {}", path.display()))?;
+        let file = create_empty(&path).ctx(|| format!("creating segment {}", path.display()))?;
         let segment = Self::new(dir, base_offset, file, 0, now_ms);
         for p in [&segment.index_path, &segment.time_index_path] {
             remove_if_exists(p).ctx(|| format!("removing stale index {}", p.display()))?;
@@ -792,4 +780,9 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Opens `path` for reading and writing, created or emptied.
+fn create_empty(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(true).open(path)
 }

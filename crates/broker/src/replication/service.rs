@@ -296,26 +296,13 @@ fn read_partition(
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use strom_proto::replication::PartitionLeadership;
-    use strom_storage::{LogConfig, LogManager};
 
     use super::*;
-    use crate::replication::fetcher::{FetchSettings, FetcherManager};
 
     fn service(dir: &std::path::Path) -> (ReplicationService, Arc<ReplicaManager>) {
         let cache = Arc::new(MetadataCache::default());
-        let settings = FetchSettings {
-            broker_id: 1,
-            num_fetchers: 1,
-            partition_max_bytes: 1 << 20,
-            response_max_bytes: 10 << 20,
-            max_wait: Duration::from_millis(100),
-        };
-        let fetchers = Arc::new(FetcherManager::new(settings, cache.clone()));
-        let logs = LogManager::open(&[dir.to_path_buf()], LogConfig::default()).unwrap();
-        let replicas = Arc::new(ReplicaManager::new(1, logs, LogConfig::default(), 1, fetchers));
+        let replicas = Arc::new(crate::replica::test_manager(dir, 1, cache.clone()));
         let (tx, _rx) = mpsc::unbounded_channel();
         (ReplicationService::new(replicas.clone(), cache, tx), replicas)
     }

@@ -69,7 +69,8 @@ async fn main() -> ExitCode {
     let mut processed = 0u64;
     let result = tokio::select! {
         r = run(Args::parse(), &mut processed) => r,
-        _ = shutdown_signal() => Ok(()),
+        // Ctrl-C or SIGTERM: like Kafka's shutdown hook, stop and report what was processed.
+        _ = strom_cli::wait_for_signal() => Ok(()),
     };
     match result {
         Ok(()) => {
@@ -82,22 +83,6 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Ctrl-C or SIGTERM: like Kafka's shutdown hook, stop and report what was processed.
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn start_offset(args: &Args) -> anyhow::Result<StartOffset> {
