@@ -7,7 +7,8 @@
 //!   ([`tree::Command`]) is applied to. The znode write path ends here.
 //! - [`watches`]: watch registrations of the sessions connected to one keeper.
 //! - [`replica`]: one keeper's in-memory state — tree, watches, connected sessions' streams.
-//! - [`raft`]: openraft glue — sled log store, state machine and snapshots, gRPC network.
+//! - [`raft`]: openraft glue — the write-ahead log and log store, state machine and
+//!   snapshots (sled), gRPC network.
 //! - [`server`]: a running keeper — write path and forwarding, client sessions, liveness.
 //! - [`client`]: the Rust client library brokers and tools use (failover, watches, chroot).
 //! - [`config`], [`properties`]: `zookeeper.properties` and Java properties syntax.

@@ -1,15 +1,18 @@
-//! The Raft log, vote and commit index in sled.
+//! openraft's log storage: entries in the keeper's own write-ahead log ([`super::wal`]),
+//! the vote, the commit index and the purge point in sled.
 //!
-//! sled's background flush does not make a write durable, so every append, truncate, purge
-//! and vote ends with `flush_async()` before openraft is told it is done: an acknowledged
-//! write is on disk on a quorum. One flush covers a whole batch of entries.
+//! `append` returns as soon as the entries are in the page cache; openraft hears they are
+//! flushed from the WAL's syncer once they are on disk, so an acknowledged write is on disk on
+//! a quorum. `save_vote`, `truncate` and `purge` are durable before they return.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::path::Path;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, Vote};
 
+use super::wal::{Wal, WalError};
 use super::{io_err, NodeId, TypeConfig};
 
 const VOTE: &[u8] = b"vote";
@@ -19,19 +22,57 @@ const LAST_PURGED: &[u8] = b"last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
-    logs: sled::Tree,
     meta: sled::Tree,
+    wal: Wal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("stored raft metadata: {0}")]
+    Meta(#[from] bincode::Error),
 }
 
 type StorageResult<T> = Result<T, StorageError<NodeId>>;
 
-fn key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
+fn wal_err(subject: ErrorSubject<NodeId>, verb: ErrorVerb, e: WalError) -> StorageError<NodeId> {
+    io_err(subject, verb, &e)
 }
 
 impl LogStore {
-    pub fn open(db: &sled::Db) -> Result<LogStore, sled::Error> {
-        Ok(LogStore { db: db.clone(), logs: db.open_tree("raft_log")?, meta: db.open_tree("raft_meta")? })
+    /// Opens the log in `wal_dir` and the metadata in `db`. A data directory from before the
+    /// WAL kept its entries in sled's `raft_log` tree; they move into the WAL once.
+    pub fn open(db: &sled::Db, wal_dir: &Path) -> Result<LogStore, OpenError> {
+        let meta = db.open_tree("raft_meta")?;
+        let purged: Option<LogId<NodeId>> = match meta.get(LAST_PURGED)? {
+            Some(v) => bincode::deserialize(&v)?,
+            None => None,
+        };
+        let wal = Wal::open(wal_dir, purged.map(|l| l.index))?;
+        let legacy = db.open_tree("raft_log")?;
+        if !legacy.is_empty() {
+            let (first, next) = wal.bounds();
+            let mut records = Vec::new();
+            for item in legacy.iter() {
+                let (k, v) = item?;
+                let index = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
+                if first == next && purged.map_or(true, |p| index > p.index) {
+                    records.push((index, v.to_vec()));
+                }
+            }
+            let (tx, rx) = std::sync::mpsc::channel();
+            wal.append(&records, Box::new(move |r| drop(tx.send(r))))?;
+            rx.recv()
+                .map_err(|_| WalError::SyncerGone)?
+                .map_err(|e| WalError::Io { path: wal_dir.display().to_string(), source: e })?;
+            tracing::info!(entries = records.len(), "moved the raft log from sled into the write-ahead log");
+            legacy.clear()?;
+            db.flush()?;
+        }
+        Ok(LogStore { db: db.clone(), meta, wal })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -58,7 +99,11 @@ impl LogStore {
 
     /// Bytes the log and metadata occupy on disk (for status and tests).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.db.size_on_disk().unwrap_or(0) + self.wal.size_on_disk()
+    }
+
+    fn decode(payload: &[u8]) -> StorageResult<Entry<TypeConfig>> {
+        bincode::deserialize(payload).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, &e))
     }
 }
 
@@ -72,18 +117,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => *x + 1,
             Bound::Unbounded => 0,
         };
-        let mut out = Vec::new();
-        for item in self.logs.range(key(start)..) {
-            let (k, v) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
-            let index = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0xff; 8]));
-            if !range.contains(&index) {
-                break;
-            }
-            let entry: Entry<TypeConfig> =
-                bincode::deserialize(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
-            out.push(entry);
-        }
-        Ok(out)
+        let end = match range.end_bound() {
+            Bound::Included(x) => *x + 1,
+            Bound::Excluded(x) => *x,
+            Bound::Unbounded => u64::MAX,
+        };
+        let records = self.wal.read(start, end).map_err(|e| wal_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        records.iter().map(|(_, payload)| Self::decode(payload)).collect()
     }
 }
 
@@ -92,13 +132,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
         let last_purged: Option<LogId<NodeId>> = self.get_meta(LAST_PURGED, ErrorSubject::Store)?;
-        let last = match self.logs.last().map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, &e))? {
-            Some((_, v)) => {
-                let e: Entry<TypeConfig> =
-                    bincode::deserialize(&v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, &e))?;
-                Some(e.log_id)
+        let (first, next) = self.wal.bounds();
+        let last = if next > first {
+            let records = self.wal.read(next - 1, next).map_err(|e| wal_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            match records.first() {
+                Some((_, payload)) => Some(Self::decode(payload)?.log_id),
+                None => last_purged,
             }
-            None => last_purged,
+        } else {
+            last_purged
         };
         Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
     }
@@ -130,42 +172,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
+        let mut records = Vec::new();
         for entry in entries {
             let bytes = bincode::serialize(&entry).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
-            batch.insert(&key(entry.log_id.index), bytes);
+            records.push((entry.log_id.index, bytes));
         }
-        self.logs.apply_batch(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
-        let flushed = self.db.flush_async().await;
-        let done = flushed.map(|_| ()).map_err(std::io::Error::other);
-        let failed = done.is_err();
-        callback.log_io_completed(done);
-        if failed {
-            return Err(io_err(ErrorSubject::Logs, ErrorVerb::Write, &std::io::Error::other("log flush failed")));
-        }
-        Ok(())
+        let done = Box::new(move |r: Result<(), std::io::Error>| callback.log_io_completed(r));
+        self.wal.append(&records, done).map_err(|e| wal_err(ErrorSubject::Logs, ErrorVerb::Write, e))
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
-        let mut batch = sled::Batch::default();
-        for item in self.logs.range(key(log_id.index)..) {
-            let (k, _) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))?;
-            batch.remove(k);
-        }
-        self.logs.apply_batch(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))?;
-        self.flush(ErrorSubject::Logs).await
+        self.wal.truncate(log_id.index).map_err(|e| wal_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> StorageResult<()> {
-        // Record the purge point first: if we crash half way, the state stays consistent.
+        // Record the purge point first: after a crash half way, reopening drops the rest.
         self.put_meta(LAST_PURGED, &log_id, ErrorSubject::Store)?;
         self.flush(ErrorSubject::Store).await?;
-        let mut batch = sled::Batch::default();
-        for item in self.logs.range(..=key(log_id.index)) {
-            let (k, _) = item.map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))?;
-            batch.remove(k);
-        }
-        self.logs.apply_batch(batch).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))?;
-        self.flush(ErrorSubject::Logs).await
+        self.wal.purge(log_id.index).map_err(|e| wal_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }

@@ -1,5 +1,6 @@
-//! openraft glue: the type configuration, the sled-backed log store, the state machine that
-//! feeds the [`Replica`](crate::replica::Replica), and the gRPC network to the other keepers.
+//! openraft glue: the type configuration, the log store (entries in our own [`wal`], vote and
+//! purge point in sled), the state machine that feeds the [`Replica`](crate::replica::Replica)
+//! and snapshots it into sled, and the gRPC network to the other keepers.
 //!
 //! `StorageError` is openraft's type, returned by value through its traits, so its size is
 //! not ours to shrink.
@@ -8,6 +9,7 @@
 pub mod log_store;
 pub mod network;
 pub mod state_machine;
+pub mod wal;
 
 use std::io::Cursor;
 

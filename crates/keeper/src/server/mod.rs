@@ -38,6 +38,8 @@ pub enum StartError {
     DataDir { path: String, source: std::io::Error },
     #[error("cannot open the keeper database in {path}: {source}")]
     Storage { path: String, source: sled::Error },
+    #[error("cannot open the raft log in {path}: {source}")]
+    Log { path: String, source: crate::raft::log_store::OpenError },
     #[error("cannot restore the state machine: {0}")]
     Restore(String),
     #[error("raft: {0}")]
@@ -67,8 +69,9 @@ impl KeeperServer {
             .open()
             .map_err(|e| StartError::Storage { path: db_path.display().to_string(), source: e })?;
         let replica = Arc::new(Replica::default());
-        let log_store =
-            LogStore::open(&db).map_err(|e| StartError::Storage { path: db_path.display().to_string(), source: e })?;
+        let wal_dir = dir.join("raft-wal");
+        let log_store = LogStore::open(&db, &wal_dir)
+            .map_err(|e| StartError::Log { path: wal_dir.display().to_string(), source: e })?;
         let state_machine = StateMachine::open(&db, replica.clone()).map_err(|e| StartError::Restore(e.to_string()))?;
 
         let members: BTreeMap<u64, String> = if config.servers.is_empty() {
