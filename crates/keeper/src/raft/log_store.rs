@@ -59,7 +59,7 @@ impl LogStore {
             for item in legacy.iter() {
                 let (k, v) = item?;
                 let index = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-                if first == next && purged.map_or(true, |p| index > p.index) {
+                if first == next && purged.is_none_or(|p| index > p.index) {
                     records.push((index, v.to_vec()));
                 }
             }
@@ -190,5 +190,36 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(LAST_PURGED, &log_id, ErrorSubject::Store)?;
         self.flush(ErrorSubject::Store).await?;
         self.wal.purge(log_id.index).map_err(|e| wal_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Blank }
+    }
+
+    #[tokio::test]
+    async fn a_raft_log_kept_in_sled_moves_into_the_wal_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = sled::Config::new().path(dir.path().join("db")).open().expect("sled");
+        let legacy = db.open_tree("raft_log").expect("tree");
+        for i in 1..=3u64 {
+            legacy.insert(i.to_be_bytes(), bincode::serialize(&entry(i)).expect("encode")).expect("insert");
+        }
+        db.flush().expect("flush");
+        let wal_dir = dir.path().join("wal");
+        let mut store = LogStore::open(&db, &wal_dir).expect("open");
+        assert!(legacy.is_empty(), "moved out of sled");
+        let got = store.try_get_log_entries(1..10).await.expect("read");
+        assert_eq!(got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(), vec![1, 2, 3]);
+        drop(store);
+        let mut store = LogStore::open(&db, &wal_dir).expect("reopen");
+        let state = store.get_log_state().await.expect("state");
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(3));
     }
 }

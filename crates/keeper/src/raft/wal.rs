@@ -9,13 +9,18 @@
 //!
 //! Layout: `<dir>/<20-digit first index>.wal`. Each record is
 //! `[payload len: u32 LE][crc32c of index and payload: u32 LE][index: u64 LE][payload]`.
+//! Segments are extended with zeros ahead of the writes ([`PREALLOC`] at a time), as
+//! ZooKeeper preallocates its transaction log: overwriting blocks that already exist lets
+//! `fdatasync` skip the file-size journal commit that every appending write would need, which
+//! matters when three keepers sync on one disk. A zero header therefore marks a segment's end.
+//!
 //! On open every segment is scanned: a torn or corrupt record at the tail of the last segment
 //! is cut off (it was never reported durable); anywhere else it is an error, because entries
 //! after it may have been acknowledged.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
@@ -24,6 +29,8 @@ const HEADER: usize = 16;
 const SUFFIX: &str = ".wal";
 /// A segment is closed once it passes this size; purging deletes whole segments.
 const SEGMENT_BYTES: u64 = 16 << 20;
+/// How far ahead of the writes a segment is zero-filled.
+const PREALLOC: u64 = 4 << 20;
 /// A payload larger than this is a corrupt length field, not an entry.
 const MAX_RECORD: usize = 512 << 20;
 
@@ -56,7 +63,10 @@ struct Loc {
 struct Segment {
     path: PathBuf,
     file: Arc<File>,
+    /// Bytes of records.
     len: u64,
+    /// The file's length: records, then zeros.
+    allocated: u64,
     /// The index its next record must carry; a record that does not starts a new segment,
     /// so a scan never meets a jump inside one.
     next: u64,
@@ -112,8 +122,8 @@ impl Wal {
         for (i, first) in names.into_iter().enumerate() {
             let path = dir.join(format!("{first:020}{SUFFIX}"));
             let last_segment = i + 1 == count;
-            let (file, len, next) = scan_segment(&path, first, last_segment, keep_from, &mut inner)?;
-            inner.segments.insert(first, Segment { path, file: Arc::new(file), len, next });
+            let (file, len, allocated, next) = scan_segment(&path, first, last_segment, keep_from, &mut inner)?;
+            inner.segments.insert(first, Segment { path, file: Arc::new(file), len, allocated, next });
         }
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new().name("keeper-wal-sync".into()).spawn(move || syncer(rx)).map_err(io(dir))?;
@@ -174,7 +184,13 @@ impl Wal {
             buf.extend_from_slice(payload);
             locs.push(Loc { segment: seg_first, pos: pos + HEADER as u64, len: payload.len() as u32 });
         }
-        (&*seg.file).write_all(&buf).map_err(io(&seg.path))?;
+        let end = seg.len + buf.len() as u64;
+        if end > seg.allocated {
+            let target = end.max(seg.allocated + PREALLOC);
+            zero_fill(&seg.file, seg.allocated, target).map_err(io(&seg.path))?;
+            seg.allocated = target;
+        }
+        seg.file.write_all_at(&buf, seg.len).map_err(io(&seg.path))?;
         seg.len += buf.len() as u64;
         seg.next = expect;
         let file = seg.file.clone();
@@ -232,6 +248,7 @@ impl Wal {
             seg.file.set_len(at).map_err(io(&seg.path))?;
             seg.file.sync_data().map_err(io(&seg.path))?;
             seg.len = at;
+            seg.allocated = at;
             seg.next = index;
         }
         Ok(())
@@ -270,7 +287,7 @@ impl Wal {
 
     /// Bytes the segments occupy.
     pub fn size_on_disk(&self) -> u64 {
-        self.lock().segments.values().map(|s| s.len).sum()
+        self.lock().segments.values().map(|s| s.allocated).sum()
     }
 }
 
@@ -280,10 +297,22 @@ fn record_crc(index: u64, payload: &[u8]) -> u32 {
 
 fn open_segment(inner: &mut Inner, first: u64) -> Result<(), WalError> {
     let path = inner.dir.join(format!("{first:020}{SUFFIX}"));
-    let file = OpenOptions::new().create(true).append(true).read(true).open(&path).map_err(io(&path))?;
+    let file = OpenOptions::new().create(true).truncate(false).write(true).read(true).open(&path).map_err(io(&path))?;
+    let allocated = file.metadata().map_err(io(&path))?.len();
     // The new file's name must survive a crash before anything in it is called durable.
     sync_dir(&inner.dir)?;
-    inner.segments.insert(first, Segment { path, file: Arc::new(file), len: 0, next: first });
+    inner.segments.insert(first, Segment { path, file: Arc::new(file), len: 0, allocated, next: first });
+    Ok(())
+}
+
+fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        file.write_all_at(&ZEROS[..n], at)?;
+        at += n as u64;
+    }
     Ok(())
 }
 
@@ -298,17 +327,25 @@ fn scan_segment(
     last_segment: bool,
     keep_from: u64,
     inner: &mut Inner,
-) -> Result<(File, u64, u64), WalError> {
-    let mut file = OpenOptions::new().append(true).read(true).open(path).map_err(io(path))?;
+) -> Result<(File, u64, u64, u64), WalError> {
+    let mut file = OpenOptions::new().write(true).read(true).open(path).map_err(io(path))?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).map_err(io(path))?;
     let mut pos = 0usize;
     let mut expect = first;
+    let mut allocated = bytes.len() as u64;
     let bad = loop {
         if pos == bytes.len() {
             break None;
         }
         let Some(header) = bytes.get(pos..pos + HEADER) else { break Some("torn header") };
+        if header.iter().all(|b| *b == 0) {
+            // The preallocated zeros: the end, if nothing but zeros follows.
+            if bytes[pos..].iter().all(|b| *b == 0) {
+                break None;
+            }
+            break Some("data after a zero header");
+        }
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         let mut ix = [0u8; 8];
@@ -343,9 +380,9 @@ fn scan_segment(
         tracing::warn!(path = %path.display(), pos, why, "cutting the write-ahead log's torn tail");
         file.set_len(pos as u64).map_err(io(path))?;
         file.sync_data().map_err(io(path))?;
+        allocated = pos as u64;
     }
-    file.flush().map_err(io(path))?;
-    Ok((file, pos as u64, expect))
+    Ok((file, pos as u64, allocated, expect))
 }
 
 /// Group commit: one `fdatasync` per file for every append queued since the last one.
@@ -388,6 +425,17 @@ mod tests {
         assert!(rx.recv().expect("synced"));
     }
 
+    /// Where a segment's records end and its zeros begin.
+    fn data_end(seg: &Path) -> usize {
+        let bytes = std::fs::read(seg).expect("read seg");
+        let mut pos = 0;
+        while pos + HEADER <= bytes.len() && bytes[pos..pos + HEADER].iter().any(|b| *b != 0) {
+            let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]]) as usize;
+            pos += HEADER + len;
+        }
+        pos
+    }
+
     fn entries(from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
         (from..to).map(|i| (i, format!("entry {i}").into_bytes())).collect()
     }
@@ -412,9 +460,11 @@ mod tests {
         append_sync(&wal, &entries(1, 11));
         drop(wal);
         let seg = dir.path().join(format!("{:020}{SUFFIX}", 1));
-        let len = std::fs::metadata(&seg).expect("meta").len();
-        // Half of the last record's payload never reached the disk.
-        OpenOptions::new().write(true).open(&seg).expect("open seg").set_len(len - 3).expect("cut");
+        let end = data_end(&seg);
+        // The end of the last record never reached the disk.
+        let mut bytes = std::fs::read(&seg).expect("read seg");
+        bytes[end - 3..end].fill(0);
+        std::fs::write(&seg, &bytes).expect("write seg");
         let wal = Wal::open(dir.path(), None).expect("reopen");
         assert_eq!(wal.bounds(), (1, 10));
         append_sync(&wal, &entries(10, 12));
@@ -431,7 +481,7 @@ mod tests {
         drop(wal);
         let seg = dir.path().join(format!("{:020}{SUFFIX}", 1));
         let mut bytes = std::fs::read(&seg).expect("read seg");
-        let at = bytes.len() - 2;
+        let at = data_end(&seg) - 2;
         bytes[at] ^= 0x40;
         std::fs::write(&seg, &bytes).expect("write seg");
         let wal = Wal::open(dir.path(), None).expect("reopen");
@@ -483,6 +533,25 @@ mod tests {
         drop(wal);
         let wal = Wal::open(dir.path(), Some(50)).expect("reopen again");
         assert_eq!(wal.read(0, 1000).expect("read"), entries(51, 54));
+    }
+
+    #[test]
+    fn garbage_after_the_end_of_the_last_segment_is_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Wal::open(dir.path(), None).expect("open");
+        append_sync(&wal, &entries(1, 4));
+        drop(wal);
+        let seg = dir.path().join(format!("{:020}{SUFFIX}", 1));
+        let end = data_end(&seg);
+        // A later page of a torn write landed, an earlier one did not.
+        let mut bytes = std::fs::read(&seg).expect("read seg");
+        bytes[end + 100] = 9;
+        std::fs::write(&seg, &bytes).expect("write seg");
+        let wal = Wal::open(dir.path(), None).expect("reopen");
+        append_sync(&wal, &entries(4, 6));
+        drop(wal);
+        let wal = Wal::open(dir.path(), None).expect("reopen again");
+        assert_eq!(wal.read(0, 100).expect("read"), entries(1, 6));
     }
 
     #[test]
