@@ -106,6 +106,9 @@ class Broker:
             "min.insync.replicas=2\n"
             "auto.create.topics.enable=false\n"
             "group.initial.rebalance.delay.ms=0\n"
+            # Retention runs every second, so a test can have a leader delete what a stopped
+            # follower missed (every topic but that test's keeps the 7-day default).
+            "log.retention.check.interval.ms=1000\n"
             + extra)
         self.restarts = 0
         self.process = None

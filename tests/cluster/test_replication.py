@@ -53,6 +53,45 @@ def test_stopped_follower_catches_up_and_rejoins(cluster3, topic_name):
     assert history(cluster3, topic_name, via=follower) == expected
 
 
+def test_follower_behind_the_leaders_log_start_starts_over_there(cluster3, topic_name):
+    """While a follower is down, retention on the leader deletes everything it holds; back, it
+    cannot fetch from its log end, so it starts over at the leader's log start and rejoins."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    cluster3.create_topic(topic_name, 1, 3, config={"segment.bytes": "4096", "retention.bytes": "16384"})
+    cluster3.wait_full_isr(topic_name, 1)
+    produce(cluster3.bootstrap(), topic_name, [f"a{i:03}".encode() * 25 for i in range(20)])
+    leader = cluster3.leader(topic_name, 0)
+    follower = next(i for i in BROKER_IDS if i != leader)
+    cluster3.terminate(follower)
+    cluster3.wait_isr(topic_name, 0, lambda isr: follower not in isr, f"broker {follower} out", timeout=FAILOVER_TIMEOUT)
+    for round_ in range(10):
+        produce(cluster3.bootstrap(), topic_name, [f"b{round_}-{i:04}".encode() * 10 for i in range(200)])
+
+    c = Consumer({"bootstrap.servers": cluster3.brokers[leader].address, "group.id": "watermarks"})
+    try:
+        deadline = time.monotonic() + 30
+        low, high = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
+        while low <= 20 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            low, high = c.get_watermark_offsets(TopicPartition(topic_name, 0), timeout=10)
+    finally:
+        c.close()
+    assert low > 20, f"retention never moved the leader's log start past the follower's end ({low}..{high})"
+
+    cluster3.restart(follower)
+    cluster3.wait_isr(topic_name, 0, lambda isr: follower in isr, f"broker {follower} back", timeout=REJOIN_TIMEOUT)
+    expected = history(cluster3, topic_name)
+    assert expected and expected[-1][0] == high - 1
+    stopped = cluster3.lead_alone(topic_name, 0, follower)
+    assert leader in stopped
+    got = history(cluster3, topic_name, via=follower)
+    assert got and got[0][0] > 20, f"the follower kept offsets below the leader's log start: {got[:1]}"
+    # Retention may have trimmed either copy's head further meanwhile; the tails must agree.
+    n = min(len(got), len(expected))
+    assert got[-n:] == expected[-n:], first_difference(got[-n:], expected[-n:])
+
+
 def test_leader_sigterm_exits_promptly_and_hands_over(cluster3, topic_name):
     """A clean shutdown of a partition leader whose followers are fetching from it: the broker
     exits within a bound and, having closed its keeper session, loses its leadership at once

@@ -570,8 +570,19 @@ impl PartitionLog {
     /// `offset` goes entirely (batches are never split), so the new log end offset can be
     /// below `offset`.
     pub fn truncate_to(&self, offset: i64) -> Result<(), LogError> {
+        self.truncate(offset, false)
+    }
+
+    /// A follower whose whole log lies below the leader's log start offset (it was away while
+    /// retention deleted what it missed) cannot catch up by fetching: it drops every segment
+    /// and continues empty at `offset`, as Kafka's `truncateFullyAndStartAt`.
+    pub fn truncate_fully_and_start_at(&self, offset: i64) -> Result<(), LogError> {
+        self.truncate(offset, true)
+    }
+
+    fn truncate(&self, offset: i64, fully: bool) -> Result<(), LogError> {
         let mut st = self.lock_append()?;
-        if offset >= self.log_end_offset() {
+        if !fully && offset >= self.log_end_offset() {
             // No data goes, but an epoch this replica started as leader without writing in
             // it must: the new leader's history decides what comes after `offset`.
             let mut epochs = ignore_poison(self.epochs.lock());
@@ -591,7 +602,7 @@ impl PartitionLog {
         }
         let removed: Vec<Arc<Segment>> = {
             let mut segs = ignore_poison(self.segments.write());
-            if segs[0].base_offset() > offset || offset < 0 {
+            if fully || segs[0].base_offset() > offset || offset < 0 {
                 // Nothing to keep: start over at `offset`, as Kafka's truncateFullyAndStartAt.
                 let start = offset.max(0);
                 let fresh = Arc::new(Segment::create(&self.dir, start, now)?);
@@ -622,7 +633,8 @@ impl PartitionLog {
             .ctx(|| format!("writing recovery point in {}", self.dir.display()))?;
         {
             let mut epochs = ignore_poison(self.epochs.lock());
-            if epochs.truncate_from_end(new_end) {
+            // Starting over, none of the old epochs describe this log any more.
+            if epochs.truncate_from_end(if fully { i64::MIN } else { new_end }) {
                 epochs.persist().ctx(|| format!("writing leader epochs in {}", self.dir.display()))?;
             }
         }

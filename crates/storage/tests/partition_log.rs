@@ -452,6 +452,30 @@ fn follower_appends_keep_leader_offsets() {
 }
 
 #[test]
+fn a_follower_behind_the_leaders_log_start_starts_over_there() {
+    let leader_dir = tempfile::tempdir().expect("tempdir");
+    let leader = PartitionLog::open(leader_dir.path(), small_config()).expect("open");
+    fill(&leader, 20, 3); // 0..60
+    leader.delete_records_before(30).expect("retention on the leader");
+    let follower_dir = tempfile::tempdir().expect("tempdir");
+    let follower = PartitionLog::open(follower_dir.path(), small_config()).expect("open");
+    fill(&follower, 3, 1); // 0..9, all below the leader's start
+    follower.truncate_fully_and_start_at(leader.log_start_offset()).expect("start over");
+    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (30, 30));
+    assert_eq!(follower.latest_epoch(), None, "the old epochs describe nothing left");
+    let mut offset = 30;
+    while offset < leader.log_end_offset() {
+        let chunk = leader.read(offset, 400, None).expect("read").records;
+        offset = follower.append_replicated(chunk).expect("replicate").last_offset + 1;
+    }
+    assert_eq!(read_all(&follower), read_all(&leader));
+    drop(follower);
+    let follower = PartitionLog::open(follower_dir.path(), small_config()).expect("reopen");
+    assert_eq!((follower.log_start_offset(), follower.log_end_offset()), (30, 60));
+    assert_eq!(follower.end_offset_for_epoch(3), Some((3, 60)));
+}
+
+#[test]
 fn concurrent_readers_see_whole_batches_while_appending() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = std::sync::Arc::new(PartitionLog::open(dir.path(), small_config()).expect("open"));

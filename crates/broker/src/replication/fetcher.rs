@@ -329,10 +329,20 @@ fn apply_partition(p: &Partition, f: FetchedPartition) -> Result<(), String> {
             p.truncated();
             return Ok(());
         }
-        return Err(format!(
-            "offset {leo} is below the leader's log start {}; this replica cannot catch up by fetching",
-            f.log_start_offset
-        ));
+        if leo < f.log_start_offset {
+            // What we miss is gone from the leader too (retention): start over where it starts.
+            tracing::info!(
+                topic = %p.topic,
+                partition = p.index,
+                log_end = leo,
+                leader_log_start = f.log_start_offset,
+                "log end is below the leader's log start; starting over at the leader's log start"
+            );
+            p.log.truncate_fully_and_start_at(f.log_start_offset).map_err(|e| format!("starting over: {e}"))?;
+            p.truncated();
+            return Ok(());
+        }
+        return Err(format!("offset {leo} is out of range on the leader (log end {})", f.log_end_offset));
     }
     if code != 0 {
         return Err(format!("leader answered error code {code}"));
