@@ -48,6 +48,21 @@ pub enum StartError {
     Bind { addr: String, source: std::io::Error },
 }
 
+/// Accepted connections with Nagle's algorithm off. tonic's `tcp_nodelay` applies only to
+/// listeners tonic binds itself; without it, an HTTP/2 response written in several small
+/// pieces waits for the peer's delayed ACK (40 ms) whenever the previous piece is unacknowledged,
+/// which stalled forwarded writes and AppendEntries answers under load.
+fn nodelay_incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot disable Nagle's algorithm on a connection");
+            }
+        })
+    })
+}
+
 /// A keeper serving clients and its peers until [`KeeperServer::shutdown`].
 pub struct KeeperServer {
     node: Arc<Node>,
@@ -131,7 +146,7 @@ impl KeeperServer {
                 let serve = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .add_service(svc)
-                    .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    .serve_with_incoming_shutdown(nodelay_incoming(listener), async move {
                         let _ = stop_rx.wait_for(|s| *s).await;
                     });
                 if let Err(e) = serve.await {
@@ -159,7 +174,7 @@ impl KeeperServer {
                 .tcp_nodelay(true)
                 .http2_keepalive_interval(Some(Duration::from_secs(10)))
                 .add_service(svc)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(nodelay_incoming(listener), async move {
                     let _ = stop_rx2.wait_for(|s| *s).await;
                 });
             if let Err(e) = serve.await {
