@@ -436,6 +436,19 @@ mod tests {
         pos
     }
 
+    /// Writes entries `1..n` to a fresh log in `dir`, then lets `damage` change the bytes of
+    /// its segment (given where the records end) as a crash might have.
+    fn written_then_damaged(dir: &Path, n: u64, damage: impl FnOnce(&mut Vec<u8>, usize)) {
+        let wal = Wal::open(dir, None).expect("open");
+        append_sync(&wal, &entries(1, n));
+        drop(wal);
+        let seg = dir.join(format!("{:020}{SUFFIX}", 1));
+        let end = data_end(&seg);
+        let mut bytes = std::fs::read(&seg).expect("read seg");
+        damage(&mut bytes, end);
+        std::fs::write(&seg, &bytes).expect("write seg");
+    }
+
     fn entries(from: u64, to: u64) -> Vec<(u64, Vec<u8>)> {
         (from..to).map(|i| (i, format!("entry {i}").into_bytes())).collect()
     }
@@ -456,15 +469,8 @@ mod tests {
     #[test]
     fn a_torn_tail_is_cut_and_the_rest_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let wal = Wal::open(dir.path(), None).expect("open");
-        append_sync(&wal, &entries(1, 11));
-        drop(wal);
-        let seg = dir.path().join(format!("{:020}{SUFFIX}", 1));
-        let end = data_end(&seg);
         // The end of the last record never reached the disk.
-        let mut bytes = std::fs::read(&seg).expect("read seg");
-        bytes[end - 3..end].fill(0);
-        std::fs::write(&seg, &bytes).expect("write seg");
+        written_then_damaged(dir.path(), 11, |bytes, end| bytes[end - 3..end].fill(0));
         let wal = Wal::open(dir.path(), None).expect("reopen");
         assert_eq!(wal.bounds(), (1, 10));
         append_sync(&wal, &entries(10, 12));
@@ -476,14 +482,7 @@ mod tests {
     #[test]
     fn a_flipped_byte_is_detected() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let wal = Wal::open(dir.path(), None).expect("open");
-        append_sync(&wal, &entries(1, 6));
-        drop(wal);
-        let seg = dir.path().join(format!("{:020}{SUFFIX}", 1));
-        let mut bytes = std::fs::read(&seg).expect("read seg");
-        let at = data_end(&seg) - 2;
-        bytes[at] ^= 0x40;
-        std::fs::write(&seg, &bytes).expect("write seg");
+        written_then_damaged(dir.path(), 6, |bytes, end| bytes[end - 2] ^= 0x40);
         let wal = Wal::open(dir.path(), None).expect("reopen");
         assert_eq!(wal.bounds(), (1, 5), "the corrupt last record is dropped");
     }
@@ -538,15 +537,8 @@ mod tests {
     #[test]
     fn garbage_after_the_end_of_the_last_segment_is_cleared() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let wal = Wal::open(dir.path(), None).expect("open");
-        append_sync(&wal, &entries(1, 4));
-        drop(wal);
-        let seg = dir.path().join(format!("{:020}{SUFFIX}", 1));
-        let end = data_end(&seg);
         // A later page of a torn write landed, an earlier one did not.
-        let mut bytes = std::fs::read(&seg).expect("read seg");
-        bytes[end + 100] = 9;
-        std::fs::write(&seg, &bytes).expect("write seg");
+        written_then_damaged(dir.path(), 4, |bytes, end| bytes[end + 100] = 9);
         let wal = Wal::open(dir.path(), None).expect("reopen");
         append_sync(&wal, &entries(4, 6));
         drop(wal);
