@@ -167,8 +167,15 @@ impl Inner {
                 isr: p.isr,
                 zk_version: p.zk_version,
             };
-            let overrides = snapshot.topic(&p.topic).map(|t| t.config.clone()).unwrap_or_default();
-            if let Err(e) = self.replicas.apply_partition_state(&p.topic, p.partition, &meta, &overrides) {
+            // A topic this broker has not loaded yet has unknown overrides (min.insync.replicas,
+            // segment and retention settings); opening it with the broker's defaults would, for a
+            // moment, refuse acks=all writes or size segments wrongly. The keeper watch that
+            // loads the topic applies the same state with its config moments later.
+            let Some(topic) = snapshot.topic(&p.topic) else {
+                tracing::debug!(topic = %p.topic, partition = p.partition, "LeaderAndIsr for a topic not loaded yet; left to the keeper watch");
+                continue;
+            };
+            if let Err(e) = self.replicas.apply_partition_state(&p.topic, p.partition, &meta, &topic.config) {
                 tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "cannot apply LeaderAndIsr");
                 errors.push(PartitionError {
                     topic: p.topic,
@@ -300,11 +307,48 @@ mod tests {
 
     use super::*;
 
-    fn service(dir: &std::path::Path) -> (ReplicationService, Arc<ReplicaManager>) {
+    /// A service whose metadata cache knows topic `t` with `config`.
+    fn service_with(
+        dir: &std::path::Path,
+        config: &[(&str, &str)],
+    ) -> (ReplicationService, Arc<ReplicaManager>, Arc<MetadataCache>) {
         let cache = Arc::new(MetadataCache::default());
-        let replicas = Arc::new(crate::replica::test_manager(dir, 1, cache.clone()));
+        let topic = crate::metadata::TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::from_u128(7),
+            partitions: Vec::new(),
+            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            deleting: false,
+        };
+        let mut snapshot = crate::metadata::ClusterSnapshot::default();
+        snapshot.topics.insert("t".into(), Arc::new(topic));
+        cache.replace(snapshot);
+        // Broker default min.insync.replicas=2, so a topic's override of 1 is visible.
+        let replicas = Arc::new(crate::replica::test_manager(dir, 2, cache.clone()));
         let (tx, _rx) = mpsc::unbounded_channel();
-        (ReplicationService::new(replicas.clone(), cache, tx), replicas)
+        (ReplicationService::new(replicas.clone(), cache.clone(), tx), replicas, cache)
+    }
+
+    fn service(dir: &std::path::Path) -> (ReplicationService, Arc<ReplicaManager>) {
+        let (svc, replicas, _) = service_with(dir, &[]);
+        (svc, replicas)
+    }
+
+    #[tokio::test]
+    async fn leader_and_isr_waits_for_the_topics_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, replicas, cache) = service_with(dir.path(), &[("min.insync.replicas", "1")]);
+        let req =
+            |p: PartitionLeadership| LeaderAndIsrRequest { controller_id: 3, controller_epoch: 1, partitions: vec![p] };
+        let unknown = PartitionLeadership { topic: "u".into(), ..leadership(1, 0) };
+        assert_eq!(svc.inner.leader_and_isr(req(unknown)).error_code, 0);
+        assert!(replicas.get("u", 0).is_none(), "opened before its config was known");
+
+        assert_eq!(svc.inner.leader_and_isr(req(leadership(1, 0))).error_code, 0);
+        let p = replicas.get("t", 0).expect("hosted");
+        assert_eq!(p.min_insync(), 1, "the topic's override, not the broker default");
+        drop(cache);
+        replicas.shutdown().unwrap();
     }
 
     fn leadership(leader: i32, leader_epoch: i32) -> PartitionLeadership {

@@ -54,12 +54,14 @@ impl LogStore {
         let wal = Wal::open(wal_dir, purged.map(|l| l.index))?;
         let legacy = db.open_tree("raft_log")?;
         if !legacy.is_empty() {
+            // A non-empty WAL means an earlier start moved the entries and stopped before
+            // clearing the tree.
             let (first, next) = wal.bounds();
             let mut records = Vec::new();
-            for item in legacy.iter() {
+            for item in legacy.iter().filter(|_| first == next) {
                 let (k, v) = item?;
                 let index = u64::from_be_bytes(k.as_ref().try_into().unwrap_or([0; 8]));
-                if first == next && purged.is_none_or(|p| index > p.index) {
+                if purged.is_none_or(|p| index > p.index) {
                     records.push((index, v.to_vec()));
                 }
             }

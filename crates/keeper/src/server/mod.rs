@@ -143,12 +143,12 @@ impl KeeperServer {
                 .max_encoding_message_size(256 << 20);
             let mut stop_rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
-                let serve = tonic::transport::Server::builder()
-                    .tcp_nodelay(true)
-                    .add_service(svc)
-                    .serve_with_incoming_shutdown(nodelay_incoming(listener), async move {
+                let serve = tonic::transport::Server::builder().add_service(svc).serve_with_incoming_shutdown(
+                    nodelay_incoming(listener),
+                    async move {
                         let _ = stop_rx.wait_for(|s| *s).await;
-                    });
+                    },
+                );
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "peer listener failed");
                 }
@@ -171,7 +171,6 @@ impl KeeperServer {
         let mut stop_rx2 = stop_rx.clone();
         tasks.push(tokio::spawn(async move {
             let serve = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
                 .http2_keepalive_interval(Some(Duration::from_secs(10)))
                 .add_service(svc)
                 .serve_with_incoming_shutdown(nodelay_incoming(listener), async move {
