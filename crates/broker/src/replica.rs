@@ -400,6 +400,15 @@ impl ReplicaManager {
         guard.values().flat_map(|m| m.values().cloned()).collect()
     }
 
+    /// `min.insync.replicas` for a topic: its override, else the broker default.
+    fn min_insync_for(&self, overrides: &BTreeMap<String, String>) -> i32 {
+        overrides
+            .get("min.insync.replicas")
+            .and_then(|v| v.trim().parse::<i32>().ok())
+            .unwrap_or(self.default_min_insync)
+            .max(1)
+    }
+
     /// The log config for a topic: broker defaults with the topic's overrides applied.
     pub fn log_config_for(&self, overrides: &BTreeMap<String, String>) -> LogConfig {
         let base = match self.default_config.read() {
@@ -412,32 +421,38 @@ impl ReplicaManager {
     /// Applies one partition's leadership state to this broker: opens the log when this
     /// broker is a replica, records leadership, epoch and ISR, starts or stops fetching,
     /// stops hosting it otherwise. The single entry point for leadership changes.
+    ///
+    /// `overrides` is the topic's config as the keeper watch loaded it. The controller's
+    /// LeaderAndIsr push passes `None`: it carries leadership only, so it never opens a
+    /// partition (that needs the config) and never touches the config of one already open. A
+    /// push read against a metadata snapshot that lagged the watch would otherwise put the
+    /// broker's defaults back over the topic's overrides (seen: `min.insync.replicas=1`
+    /// replaced by the default 2, refusing every acks=all write to an RF=1 partition).
     pub fn apply_partition_state(
         &self,
         topic: &str,
         index: i32,
         state: &PartitionMeta,
-        overrides: &BTreeMap<String, String>,
+        overrides: Option<&BTreeMap<String, String>>,
     ) -> Result<RoleChange, LogError> {
         let is_replica = state.replicas.contains(&self.broker_id);
         if !is_replica {
             self.stop_hosting(topic, index);
             return Ok(RoleChange::None);
         }
-        let config = self.log_config_for(overrides);
-        let min_insync = overrides
-            .get("min.insync.replicas")
-            .and_then(|v| v.trim().parse::<i32>().ok())
-            .unwrap_or(self.default_min_insync)
-            .max(1);
-        let partition = match self.get(topic, index) {
-            Some(p) => {
+        let config = overrides.map(|o| (self.log_config_for(o), self.min_insync_for(o)));
+        let partition = match (self.get(topic, index), config) {
+            (Some(p), Some((config, min_insync))) => {
                 p.log.update_config(config);
+                lock(&p.state).min_insync = min_insync;
                 p
             }
-            None => {
+            (Some(p), None) => p,
+            (None, None) => return Ok(RoleChange::None),
+            (None, Some((config, min_insync))) => {
                 let log = self.logs.get_or_create(topic, index, config)?;
                 let p = Arc::new(Partition::new(topic, index, log));
+                lock(&p.state).min_insync = min_insync;
                 let mut guard = match self.partitions.write() {
                     Ok(g) => g,
                     Err(p) => p.into_inner(),
@@ -447,7 +462,6 @@ impl ReplicaManager {
         };
         let change = {
             let mut st = lock(&partition.state);
-            st.min_insync = min_insync;
             st.replicas = state.replicas.clone();
             let current_epoch = partition.leader_epoch();
             let newer = state.leader_epoch > current_epoch
@@ -674,7 +688,7 @@ mod tests {
         let rm = manager(dir.path());
         let none = BTreeMap::new();
         assert_eq!(
-            rm.apply_partition_state("t", 0, &meta(1, 0, &[1, 2, 3], 0), &none).unwrap(),
+            rm.apply_partition_state("t", 0, &meta(1, 0, &[1, 2, 3], 0), Some(&none)).unwrap(),
             RoleChange::BecameLeader
         );
         let p = rm.get("t", 0).unwrap();
@@ -701,7 +715,10 @@ mod tests {
         assert_eq!(expand.new_isr, vec![1, 2, 3]);
         p.isr_update_done(None);
         // An older state (same epoch, lower znode version) does not undo the shrink.
-        assert_eq!(rm.apply_partition_state("t", 0, &meta(1, 0, &[1, 2, 3], 0), &none).unwrap(), RoleChange::None);
+        assert_eq!(
+            rm.apply_partition_state("t", 0, &meta(1, 0, &[1, 2, 3], 0), Some(&none)).unwrap(),
+            RoleChange::None
+        );
         assert_eq!(p.isr(), vec![1, 2]);
         // The ISR falls below min.insync.replicas=2.
         p.isr_update_done(Some((&[1], 2)));

@@ -388,7 +388,7 @@ impl Cluster {
                         self.replicas.delete_topic(name);
                     }
                     for (i, p) in meta.partitions.iter().enumerate() {
-                        if let Err(e) = self.replicas.apply_partition_state(name, i as i32, p, &meta.config) {
+                        if let Err(e) = self.replicas.apply_partition_state(name, i as i32, p, Some(&meta.config)) {
                             tracing::error!(topic = %name, partition = i, error = %e, "cannot open partition log");
                         }
                     }

@@ -157,7 +157,6 @@ impl Inner {
                 partition_errors: Vec::new(),
             };
         }
-        let snapshot = self.cache.snapshot();
         let mut errors = Vec::new();
         for p in req.partitions {
             let meta = PartitionMeta {
@@ -167,15 +166,9 @@ impl Inner {
                 isr: p.isr,
                 zk_version: p.zk_version,
             };
-            // A topic this broker has not loaded yet has unknown overrides (min.insync.replicas,
-            // segment and retention settings); opening it with the broker's defaults would, for a
-            // moment, refuse acks=all writes or size segments wrongly. The keeper watch that
-            // loads the topic applies the same state with its config moments later.
-            let Some(topic) = snapshot.topic(&p.topic) else {
-                tracing::debug!(topic = %p.topic, partition = p.partition, "LeaderAndIsr for a topic not loaded yet; left to the keeper watch");
-                continue;
-            };
-            if let Err(e) = self.replicas.apply_partition_state(&p.topic, p.partition, &meta, &topic.config) {
+            // Leadership only: a partition not open here yet, and every topic's config, are the
+            // keeper watch's to apply (see `ReplicaManager::apply_partition_state`).
+            if let Err(e) = self.replicas.apply_partition_state(&p.topic, p.partition, &meta, None) {
                 tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "cannot apply LeaderAndIsr");
                 errors.push(PartitionError {
                     topic: p.topic,
@@ -303,52 +296,18 @@ fn read_partition(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use strom_proto::replication::PartitionLeadership;
 
     use super::*;
 
-    /// A service whose metadata cache knows topic `t` with `config`.
-    fn service_with(
-        dir: &std::path::Path,
-        config: &[(&str, &str)],
-    ) -> (ReplicationService, Arc<ReplicaManager>, Arc<MetadataCache>) {
+    fn service(dir: &std::path::Path) -> (ReplicationService, Arc<ReplicaManager>) {
         let cache = Arc::new(MetadataCache::default());
-        let topic = crate::metadata::TopicMeta {
-            name: "t".into(),
-            id: uuid::Uuid::from_u128(7),
-            partitions: Vec::new(),
-            config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            deleting: false,
-        };
-        let mut snapshot = crate::metadata::ClusterSnapshot::default();
-        snapshot.topics.insert("t".into(), Arc::new(topic));
-        cache.replace(snapshot);
         // Broker default min.insync.replicas=2, so a topic's override of 1 is visible.
         let replicas = Arc::new(crate::replica::test_manager(dir, 2, cache.clone()));
         let (tx, _rx) = mpsc::unbounded_channel();
-        (ReplicationService::new(replicas.clone(), cache.clone(), tx), replicas, cache)
-    }
-
-    fn service(dir: &std::path::Path) -> (ReplicationService, Arc<ReplicaManager>) {
-        let (svc, replicas, _) = service_with(dir, &[]);
-        (svc, replicas)
-    }
-
-    #[tokio::test]
-    async fn leader_and_isr_waits_for_the_topics_config() {
-        let dir = tempfile::tempdir().unwrap();
-        let (svc, replicas, cache) = service_with(dir.path(), &[("min.insync.replicas", "1")]);
-        let req =
-            |p: PartitionLeadership| LeaderAndIsrRequest { controller_id: 3, controller_epoch: 1, partitions: vec![p] };
-        let unknown = PartitionLeadership { topic: "u".into(), ..leadership(1, 0) };
-        assert_eq!(svc.inner.leader_and_isr(req(unknown)).error_code, 0);
-        assert!(replicas.get("u", 0).is_none(), "opened before its config was known");
-
-        assert_eq!(svc.inner.leader_and_isr(req(leadership(1, 0))).error_code, 0);
-        let p = replicas.get("t", 0).expect("hosted");
-        assert_eq!(p.min_insync(), 1, "the topic's override, not the broker default");
-        drop(cache);
-        replicas.shutdown().unwrap();
+        (ReplicationService::new(replicas.clone(), cache, tx), replicas)
     }
 
     fn leadership(leader: i32, leader_epoch: i32) -> PartitionLeadership {
@@ -363,15 +322,49 @@ mod tests {
         }
     }
 
+    fn meta(l: &PartitionLeadership) -> PartitionMeta {
+        PartitionMeta {
+            replicas: l.replicas.clone(),
+            leader: l.leader,
+            leader_epoch: l.leader_epoch,
+            isr: l.isr.clone(),
+            zk_version: l.zk_version,
+        }
+    }
+
+    /// What the keeper watch does when it loads topic `t` with `config`.
+    fn opened_by_the_watch(replicas: &ReplicaManager, state: &PartitionLeadership, config: &[(&str, &str)]) {
+        let config: BTreeMap<String, String> = config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        replicas.apply_partition_state("t", 0, &meta(state), Some(&config)).expect("apply");
+    }
+
+    fn req(epoch: i32, p: PartitionLeadership) -> LeaderAndIsrRequest {
+        LeaderAndIsrRequest { controller_id: 3, controller_epoch: epoch, partitions: vec![p] }
+    }
+
+    #[tokio::test]
+    async fn leader_and_isr_carries_leadership_and_leaves_config_to_the_watch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (svc, replicas) = service(dir.path());
+        // A push can arrive before the watch has loaded the topic: it must not open the
+        // partition with the broker's defaults.
+        assert_eq!(svc.inner.leader_and_isr(req(1, leadership(2, 0))).error_code, 0);
+        assert!(replicas.get("t", 0).is_none(), "opened before its config was known");
+
+        opened_by_the_watch(&replicas, &leadership(2, 0), &[("min.insync.replicas", "1")]);
+        let p = replicas.get("t", 0).expect("hosted");
+        assert_eq!((p.is_leader(), p.min_insync()), (false, 1));
+        // A newer leadership from the push applies, and the topic's override stays.
+        assert_eq!(svc.inner.leader_and_isr(req(1, leadership(1, 1))).error_code, 0);
+        assert_eq!((p.is_leader(), p.leader_epoch(), p.min_insync()), (true, 1, 1));
+        replicas.shutdown().unwrap();
+    }
+
     #[tokio::test]
     async fn leader_and_isr_from_a_stale_controller_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (svc, replicas) = service(dir.path());
-        let req = |epoch: i32, p: PartitionLeadership| LeaderAndIsrRequest {
-            controller_id: 3,
-            controller_epoch: epoch,
-            partitions: vec![p],
-        };
+        opened_by_the_watch(&replicas, &leadership(2, -1), &[]);
         let ok = svc.inner.leader_and_isr(req(5, leadership(1, 0)));
         assert_eq!(ok.error_code, 0);
         let p = replicas.get("t", 0).expect("hosted");
