@@ -1,18 +1,21 @@
 //! The keeper's write-ahead log: the Raft entries, in segment files of our own.
 //!
 //! Why not sled: a synchronous create pays for the log write on the leader and on a follower,
-//! and sled's `flush_async` costs several times one `fdatasync` of an append-only file. Here an
-//! append is one `write` into the page cache; making it durable is handed to a syncer thread
-//! that covers every append queued meanwhile with one `fdatasync` (group commit) and only then
-//! reports the entries flushed. The caller is not blocked while the disk works, so openraft
-//! replicates to followers while the leader's own sync is in flight.
+//! and sled's `flush_async` cost more than one `fdatasync` of an append-only file (about 17%
+//! of a synchronous create, `docs/benchmarks.md`). Here an append is one `write` into the page
+//! cache; making it durable is handed to a syncer thread, which reports the entries flushed
+//! only after its `fdatasync` and covers every append queued meanwhile with one sync. The
+//! thread keeps the blocking sync off the async runtime's workers (syncing inline stalled
+//! other tasks for tens of milliseconds). openraft 0.9 still waits for the flush before it
+//! replicates, so in practice one append is in flight at a time.
 //!
 //! Layout: `<dir>/<20-digit first index>.wal`. Each record is
 //! `[payload len: u32 LE][crc32c of index and payload: u32 LE][index: u64 LE][payload]`.
 //! Segments are extended with zeros ahead of the writes ([`PREALLOC`] at a time), as
 //! ZooKeeper preallocates its transaction log: overwriting blocks that already exist lets
-//! `fdatasync` skip the file-size journal commit that every appending write would need, which
-//! matters when three keepers sync on one disk. A zero header therefore marks a segment's end.
+//! `fdatasync` skip the file-size journal commit that an appending write needs (on this
+//! machine's disk the difference was within the noise). A zero header therefore marks a
+//! segment's end.
 //!
 //! On open every segment is scanned: a torn or corrupt record at the tail of the last segment
 //! is cut off (it was never reported durable); anywhere else it is an error, because entries
@@ -120,7 +123,7 @@ impl Wal {
             Inner { dir: dir.to_path_buf(), segments: BTreeMap::new(), first: keep_from, locs: VecDeque::new() };
         let count = names.len();
         for (i, first) in names.into_iter().enumerate() {
-            let path = dir.join(format!("{first:020}{SUFFIX}"));
+            let path = segment_path(dir, first);
             let last_segment = i + 1 == count;
             let (file, len, allocated, next) = scan_segment(&path, first, last_segment, keep_from, &mut inner)?;
             inner.segments.insert(first, Segment { path, file: Arc::new(file), len, allocated, next });
@@ -202,7 +205,9 @@ impl Wal {
     /// The payloads of entries `from..to` that are in the log (fewer if the range runs past
     /// either end).
     pub fn read(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, WalError> {
-        let (start, locs, files) = {
+        // Positions and file handles are taken under the lock, the reads done without it, so
+        // appends are not held up by replication reads.
+        let (start, dir, wanted) = {
             let inner = self.lock();
             let start = from.max(inner.first);
             let end = to.min(inner.next_index());
@@ -210,16 +215,21 @@ impl Wal {
                 return Ok(Vec::new());
             }
             let skip = (start - inner.first) as usize;
-            let locs: Vec<Loc> = inner.locs.iter().skip(skip).take((end - start) as usize).copied().collect();
-            let files: BTreeMap<u64, (Arc<File>, PathBuf)> =
-                inner.segments.iter().map(|(k, s)| (*k, (s.file.clone(), s.path.clone()))).collect();
-            (start, locs, files)
+            let mut wanted: Vec<(Loc, Arc<File>)> = Vec::with_capacity((end - start) as usize);
+            for (i, loc) in inner.locs.iter().skip(skip).take((end - start) as usize).enumerate() {
+                let file = match wanted.last() {
+                    // Entries run in order, so most share the previous one's segment.
+                    Some((prev, file)) if prev.segment == loc.segment => file.clone(),
+                    _ => inner.segments.get(&loc.segment).ok_or(WalError::Missing(start + i as u64))?.file.clone(),
+                };
+                wanted.push((*loc, file));
+            }
+            (start, inner.dir.clone(), wanted)
         };
-        let mut out = Vec::with_capacity(locs.len());
-        for (i, loc) in locs.into_iter().enumerate() {
-            let (file, path) = files.get(&loc.segment).ok_or(WalError::Missing(start + i as u64))?;
+        let mut out = Vec::with_capacity(wanted.len());
+        for (i, (loc, file)) in wanted.into_iter().enumerate() {
             let mut payload = vec![0u8; loc.len as usize];
-            file.read_exact_at(&mut payload, loc.pos).map_err(io(path))?;
+            file.read_exact_at(&mut payload, loc.pos).map_err(io(&segment_path(&dir, loc.segment)))?;
             out.push((start + i as u64, payload));
         }
         Ok(out)
@@ -291,12 +301,16 @@ impl Wal {
     }
 }
 
+fn segment_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("{first:020}{SUFFIX}"))
+}
+
 fn record_crc(index: u64, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc32c::crc32c(&index.to_le_bytes()), payload)
 }
 
 fn open_segment(inner: &mut Inner, first: u64) -> Result<(), WalError> {
-    let path = inner.dir.join(format!("{first:020}{SUFFIX}"));
+    let path = segment_path(&inner.dir, first);
     let file = OpenOptions::new().create(true).truncate(false).write(true).read(true).open(&path).map_err(io(&path))?;
     let allocated = file.metadata().map_err(io(&path))?.len();
     // The new file's name must survive a crash before anything in it is called durable.
@@ -442,7 +456,7 @@ mod tests {
         let wal = Wal::open(dir, None).expect("open");
         append_sync(&wal, &entries(1, n));
         drop(wal);
-        let seg = dir.join(format!("{:020}{SUFFIX}", 1));
+        let seg = segment_path(dir, 1);
         let end = data_end(&seg);
         let mut bytes = std::fs::read(&seg).expect("read seg");
         damage(&mut bytes, end);
